@@ -1,0 +1,727 @@
+// Sandbox, Session, Files, Execution: the library's objects, with the GIL released around
+// every call into it so that many Python threads can run sessions at once.
+#include <Python.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings.hpp"
+#include "sandbox/sandbox.hpp"
+
+namespace sandbox::python {
+
+std::filesystem::path packaged_runtime_dir;
+
+namespace {
+
+using namespace std::chrono_literals;
+using nogil = py::gil_scoped_release;
+using SandboxPtr = std::shared_ptr<Sandbox>;
+
+// How often a blocking wait wakes to let Python run signal handlers (Ctrl-C).
+constexpr auto signal_poll = 100ms;
+
+bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+void check_signals() {
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+// ---- limits: keyword arguments shared by Sandbox(...) and Session(...) -------------------
+
+struct LimitArgs {
+  std::optional<double> timeout;      // seconds
+  std::optional<std::uint64_t> memory;
+  std::optional<std::uint32_t> max_processes;
+  std::optional<std::uint64_t> disk;
+  std::optional<std::uint64_t> max_output;
+  std::optional<std::uint64_t> max_upload;
+  std::optional<double> cpu_time;     // seconds
+  std::optional<std::uint32_t> open_files;
+  std::optional<double> cpus;
+
+  Limits apply(Limits l) const {
+    if (timeout) l.timeout = seconds_to_ms(*timeout, "timeout");
+    if (memory) l.memory_bytes = *memory;
+    if (max_processes) l.max_processes = *max_processes;
+    if (disk) l.disk_bytes = *disk;
+    if (max_output) l.output_bytes = *max_output;
+    if (max_upload) l.upload_bytes = *max_upload;
+    if (cpu_time) l.cpu_time = std::chrono::seconds(static_cast<std::int64_t>(*cpu_time + 0.999));
+    if (open_files) l.open_files = *open_files;
+    if (cpus) l.cpus = *cpus;
+    l.validate();
+    return l;
+  }
+
+  static std::chrono::milliseconds seconds_to_ms(double s, const char* what) {
+    if (!(s > 0) || s > 1e9) throw Error(errc::invalid_argument, std::string(what) + " must be > 0 seconds");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0 + 0.5));
+  }
+};
+
+// ---- the module's default Sandboxes, one per isolation name, made on first use ------------
+
+std::mutex defaults_mutex;
+std::map<std::string, SandboxPtr>* defaults = new std::map<std::string, SandboxPtr>;  // never freed: outlives module teardown
+
+Options make_options(std::optional<std::filesystem::path> state_dir, std::optional<std::string> isolation,
+                     std::optional<std::filesystem::path> runtime_dir) {
+  Options o;
+  if (state_dir) o.state_dir = *state_dir;
+  if (isolation) o.isolation = *isolation;
+  if (runtime_dir) {
+    o.runtime_dir = *runtime_dir;
+  } else if (std::getenv("SANDBOX_RUNTIME_DIR") == nullptr && !packaged_runtime_dir.empty()) {
+    o.runtime_dir = packaged_runtime_dir;
+  }
+  return o;
+}
+
+// Call without the GIL: building a Sandbox probes the backends.
+SandboxPtr default_sandbox(const std::optional<std::string>& isolation) {
+  std::string key = isolation.value_or("");
+  std::lock_guard lock(defaults_mutex);
+  auto& slot = (*defaults)[key];
+  if (!slot) slot = std::make_shared<Sandbox>(make_options({}, isolation, {}));
+  return slot;
+}
+
+// ---- wrappers -----------------------------------------------------------------------------
+
+// Each wrapper keeps its Sandbox alive: the library's objects rely on its I/O thread.
+
+struct PyExecution {
+  SandboxPtr sandbox;
+  std::shared_ptr<Execution> ex;
+
+  // Waits for the end with the GIL released, waking to honour Ctrl-C. False if `timeout`
+  // (seconds) ran out first.
+  bool wait_until_done(std::optional<double> timeout) {
+    using clock = std::chrono::steady_clock;
+    std::optional<clock::time_point> deadline;
+    if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                               std::chrono::duration<double>(std::max(0.0, *timeout)));
+    for (;;) {
+      auto slice = std::chrono::milliseconds(signal_poll);
+      if (deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock::now());
+        slice = std::clamp(left, 0ms, slice);
+      }
+      bool done;
+      {
+        nogil release;
+        done = ex->wait_for(slice);
+      }
+      if (done) return true;
+      check_signals();
+      if (deadline && clock::now() >= *deadline) return false;
+    }
+  }
+
+  Result wait(std::optional<double> timeout) {
+    if (!wait_until_done(timeout)) {
+      throw Error(errc::timeout, "execution " + ex->id() + " still running after " +
+                                     std::to_string(*timeout) + " s");
+    }
+    nogil release;
+    return ex->wait();
+  }
+
+  Result snapshot() const {
+    nogil release;
+    return ex->snapshot();
+  }
+};
+
+// One piece of output, in the order it was read.
+struct OutputChunk {
+  std::string stream;  // "stdout" or "stderr"
+  std::string data;
+};
+
+// Length of the longest prefix of `s` that does not end inside a UTF-8 sequence, so a chunk
+// never splits a character (the rest waits for the next chunk).
+std::size_t complete_utf8(std::string_view s) {
+  std::size_t i = s.size();
+  int continuation = 0;
+  while (i > 0 && continuation < 3 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) {
+    --i;
+    ++continuation;
+  }
+  if (i == 0) return s.size();
+  auto lead = static_cast<unsigned char>(s[i - 1]);
+  std::size_t need = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
+  return s.size() - (i - 1) < need ? i - 1 : s.size();
+}
+
+// Iterator behind Execution.stream(): waits (GIL released) for the output to grow and
+// yields what is new, until the execution has ended and everything was yielded.
+class OutputStream {
+ public:
+  explicit OutputStream(PyExecution ex) : ex_(std::move(ex)) {}
+
+  OutputChunk next() {
+    while (pending_.empty()) {
+      if (ended_) throw py::stop_iteration();
+      poll();
+      check_signals();
+    }
+    OutputChunk c = std::move(pending_.front());
+    pending_.pop_front();
+    return c;
+  }
+
+ private:
+  void poll() {
+    Result r;
+    {
+      nogil release;
+      if (!ex_.ex->done()) ex_.ex->wait_change(out_, err_, signal_poll);
+      r = ex_.ex->snapshot(Page{.offset = std::min(out_, err_)});
+    }
+    ended_ = r.status != Status::running;
+    take("stdout", r.stdout_text, r.stdout_offset, out_);
+    take("stderr", r.stderr_text, r.stderr_offset, err_);
+  }
+
+  // Queues the part of `slice` (which starts at `slice_offset` in its stream) past `seen`.
+  void take(const char* stream, const std::string& slice, std::uint64_t slice_offset, std::uint64_t& seen) {
+    if (seen < slice_offset || seen - slice_offset >= slice.size()) return;
+    std::string_view fresh = std::string_view(slice).substr(seen - slice_offset);
+    if (!ended_) fresh = fresh.substr(0, complete_utf8(fresh));
+    if (fresh.empty()) return;
+    seen += fresh.size();
+    pending_.push_back({stream, std::string(fresh)});
+  }
+
+  PyExecution ex_;
+  std::uint64_t out_ = 0, err_ = 0;
+  bool ended_ = false;
+  std::deque<OutputChunk> pending_;
+};
+
+struct PyFiles {
+  SandboxPtr sandbox;
+  std::shared_ptr<Session> session;
+};
+
+// A file name from Python: str (UTF-8, undecodable bytes as surrogates, as list() gives
+// them) or bytes.
+std::string file_name(const py::handle& h) {
+  if (py::isinstance<py::bytes>(h)) return h.cast<std::string>();
+  if (py::isinstance<py::str>(h)) {
+    PyObject* b = PyUnicode_AsEncodedString(h.ptr(), "utf-8", "surrogateescape");
+    if (b == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::bytes>(b).cast<std::string>();
+  }
+  return file_name(py::module_::import("os").attr("fspath")(h));
+}
+
+py::str name_text(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
+struct PySession {
+  SandboxPtr sandbox;
+  std::shared_ptr<Session> session;
+  bool owned = false;  // made by this wrapper: closed when it is closed or collected
+
+  PySession(SandboxPtr sb, std::shared_ptr<Session> s, bool own)
+      : sandbox(std::move(sb)), session(std::move(s)), owned(own) {}
+  PySession(const PySession&) = delete;
+  PySession& operator=(const PySession&) = delete;
+
+  ~PySession() {
+    if (!owned) return;
+    // Closing kills processes and removes the workspace: do not hold the GIL meanwhile
+    // (except while the interpreter is finalizing, when it may not be released).
+    if (!finalizing() && PyGILState_Check() != 0) {
+      nogil release;
+      close_nogil();
+    } else {
+      close_nogil();
+    }
+  }
+
+  // Idempotent. Only ever closes this very session, never a later one that reused its id.
+  void close_nogil() noexcept {
+    owned = false;
+    try {
+      if (sandbox->find(session->id()) == session) sandbox->close_session(session->id());
+    } catch (...) {
+      // Closed meanwhile (another thread, Sandbox.close()): nothing left to do.
+    }
+  }
+
+  void close() {
+    nogil release;
+    close_nogil();
+  }
+
+  PyExecution start(const std::string& code, const std::string& language, const std::string& stdin_text,
+                    std::optional<double> timeout, bool fresh) {
+    ExecRequest req;
+    req.language = parse_language(language);
+    req.code = code;
+    req.stdin_text = stdin_text;
+    if (timeout) req.timeout = LimitArgs::seconds_to_ms(*timeout, "timeout");
+    req.fresh = fresh;
+    nogil release;
+    return PyExecution{sandbox, session->start(std::move(req))};
+  }
+
+  Result run(const std::string& code, const std::string& language, const std::string& stdin_text,
+             std::optional<double> timeout, bool fresh) {
+    PyExecution ex = start(code, language, stdin_text, timeout, fresh);
+    try {
+      ex.wait_until_done(std::nullopt);
+    } catch (py::error_already_set&) {
+      // Ctrl-C while waiting interrupts the code too, as in a notebook.
+      nogil release;
+      ex.ex->cancel();
+      throw;
+    }
+    nogil release;
+    return ex.ex->wait();
+  }
+};
+
+std::string session_repr(const PySession& s) {
+  return "Session(id=" + std::string(py::repr(py::str(s.session->id()))) + ", isolation=" +
+         std::string(py::repr(py::str(std::string(s.session->isolation())))) + ", status=" +
+         std::string(to_string(s.session->status())) + ")";
+}
+
+// Keyword arguments for limits, shared by Session(...), Sandbox(...) and Sandbox.session(...).
+#define SANDBOX_LIMIT_ARGS                                                                    \
+  py::arg("timeout") = py::none(), py::arg("memory") = py::none(),                            \
+      py::arg("max_processes") = py::none(), py::arg("disk") = py::none(),                    \
+      py::arg("max_output") = py::none(), py::arg("max_upload") = py::none(),                 \
+      py::arg("cpu_time") = py::none(), py::arg("open_files") = py::none(),                   \
+      py::arg("cpus") = py::none()
+
+#define SANDBOX_LIMIT_PARAMS                                                                  \
+  std::optional<double> timeout, std::optional<std::uint64_t> memory,                         \
+      std::optional<std::uint32_t> max_processes, std::optional<std::uint64_t> disk,          \
+      std::optional<std::uint64_t> max_output, std::optional<std::uint64_t> max_upload,       \
+      std::optional<double> cpu_time, std::optional<std::uint32_t> open_files,                \
+      std::optional<double> cpus
+
+#define SANDBOX_LIMIT_VALUES \
+  LimitArgs { timeout, memory, max_processes, disk, max_output, max_upload, cpu_time, open_files, cpus }
+
+constexpr const char* limits_doc = R"doc(
+Limits (None keeps the default):
+    timeout        wall-clock seconds per execution (default 10)
+    memory         bytes of memory for the session (default 512 MiB)
+    max_processes  processes and threads of the session (default 128)
+    disk           bytes of workspace (default 100 MiB)
+    max_output     bytes of stdout and of stderr per execution, then truncated (default 1 MiB)
+    max_upload     bytes of one uploaded file (default 10 MiB)
+    cpu_time       CPU seconds per process (default 300)
+    open_files     open files per process (default 1024)
+    cpus           CPU share in cores (default 1.0))doc";
+
+std::unique_ptr<PySession> create_session(const SandboxPtr& sb, std::optional<std::string> id,
+                                          const std::string& language, const LimitArgs& limits) {
+  SessionOptions opts;
+  if (id) opts.id = *id;
+  opts.language = parse_language(language);
+  opts.limits = limits.apply(sb->options().limits);
+  nogil release;
+  return std::make_unique<PySession>(sb, sb->create_session(std::move(opts)), true);
+}
+
+// Closes every session of `sb`; call without the GIL.
+void close_all(const SandboxPtr& sb) noexcept {
+  try {
+    for (auto& s : sb->sessions()) {
+      try {
+        sb->close_session(s->id());
+      } catch (const Error&) {
+        // Closed meanwhile by another thread.
+      }
+    }
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void bind_sessions(py::module_& m) {
+  // ---- files ------------------------------------------------------------------------------
+  py::class_<FileInfo>(m, "FileInfo", "One entry of a session's workspace.")
+      .def_property_readonly("name", [](const FileInfo& f) { return name_text(f.name); },
+                             R"doc(Path relative to the workspace ("data/a.csv").)doc")
+      .def_readonly("size", &FileInfo::size, "Size in bytes.")
+      .def_readonly("modified", &FileInfo::modified, "Modification time, seconds since the epoch.")
+      .def_readonly("type", &FileInfo::type, R"doc("file", "directory", "symlink" or "other".)doc")
+      .def("__repr__", [](const FileInfo& f) {
+        return "FileInfo(name=" + std::string(py::repr(name_text(f.name))) + ", size=" +
+               std::to_string(f.size) + ", type='" + f.type + "')";
+      });
+
+  py::class_<PyFiles>(m, "Files", R"doc(
+A session's workspace (the code's current directory), seen from the host.
+
+Names are relative paths ("data/a.csv"); absolute paths, ".." and symlinks are refused.)doc")
+      .def(
+          "upload",
+          [](PyFiles& f, const py::handle& name, const py::object& data, bool overwrite) {
+            std::string n = file_name(name);
+            std::string bytes;
+            if (py::isinstance<py::str>(data)) {
+              bytes = data.cast<std::string>();
+            } else {
+              py::buffer_info info = py::reinterpret_borrow<py::buffer>(data).request();
+              bytes.assign(static_cast<const char*>(info.ptr),
+                           static_cast<std::size_t>(info.size * info.itemsize));
+            }
+            nogil release;
+            return f.session->files().upload(n, bytes, UploadOptions{.overwrite = overwrite});
+          },
+          py::arg("name"), py::arg("data"), py::kw_only(), py::arg("overwrite") = false,
+          R"doc(
+Writes `data` (bytes, or str as UTF-8) to the workspace as `name` and returns its FileInfo.
+
+Raises AlreadyExistsError if `name` exists (unless overwrite=True), LimitExceededError over
+the upload or disk limit, InvalidArgumentError for a bad name.)doc")
+      .def(
+          "download",
+          [](PyFiles& f, const py::handle& name) {
+            std::string n = file_name(name);
+            std::string data;
+            {
+              nogil release;
+              data = f.session->files().download(n);
+            }
+            return py::bytes(data);
+          },
+          py::arg("name"), "The bytes of a workspace file. Raises NotFoundError if it is missing.")
+      .def(
+          "list",
+          [](PyFiles& f) {
+            nogil release;
+            return f.session->files().list();
+          },
+          "Every entry of the workspace, recursively (a list of FileInfo).")
+      .def(
+          "stat",
+          [](PyFiles& f, const py::handle& name) {
+            std::string n = file_name(name);
+            nogil release;
+            return f.session->files().stat(n);
+          },
+          py::arg("name"), "The FileInfo of one entry. Raises NotFoundError if it is missing.")
+      .def(
+          "delete",
+          [](PyFiles& f, const py::handle& name) {
+            std::string n = file_name(name);
+            nogil release;
+            f.session->files().remove(n);
+          },
+          py::arg("name"), "Removes a workspace file. Raises NotFoundError if it is missing.")
+      .def("__repr__", [](const PyFiles& f) { return "<Files of session " + f.session->id() + ">"; });
+
+  // ---- processes --------------------------------------------------------------------------
+  py::class_<ProcessInfo>(m, "Process", "A process of a session, as its code sees it.")
+      .def_readonly("pid", &ProcessInfo::pid, "Pid inside the session (what os.getpid() says there).")
+      .def_readonly("ppid", &ProcessInfo::ppid, "Parent pid inside the session.")
+      .def_property_readonly("name", [](const ProcessInfo& p) { return text(p.name); },
+                             "The command name (comm).")
+      .def_property_readonly("cmdline", [](const ProcessInfo& p) { return text(p.cmdline); },
+                             "Arguments joined by spaces.")
+      .def_readonly("state", &ProcessInfo::state, R"doc("R", "S", "Z", ...)doc")
+      .def_readonly("rss", &ProcessInfo::rss_bytes, "Resident memory in bytes.")
+      .def_readonly("cpu_time_ms", &ProcessInfo::cpu_time_ms, "CPU time used, milliseconds.")
+      .def_readonly("start_time", &ProcessInfo::start_time, "Start time, seconds since the epoch.")
+      .def("__repr__", [](const ProcessInfo& p) {
+        return "Process(pid=" + std::to_string(p.pid) + ", name=" + std::string(py::repr(text(p.name))) +
+               ", state='" + p.state + "')";
+      });
+
+  // ---- executions -------------------------------------------------------------------------
+  py::class_<OutputChunk>(m, "OutputChunk", "A piece of output yielded by Execution.stream().")
+      .def_readonly("stream", &OutputChunk::stream, R"doc("stdout" or "stderr".)doc")
+      .def_property_readonly("text", [](const OutputChunk& c) { return text(c.data); },
+                             "The new text (never splits a UTF-8 character).")
+      .def("__str__", [](const OutputChunk& c) { return text(c.data); })
+      .def("__repr__", [](const OutputChunk& c) {
+        return "OutputChunk(stream='" + c.stream + "', text=" + std::string(py::repr(text(c.data))) + ")";
+      });
+
+  py::class_<OutputStream>(m, "OutputStream", "Iterator over an execution's output as it comes.")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &OutputStream::next);
+
+  py::class_<PyExecution>(m, "Execution", R"doc(
+One run of code in a session, observed while it runs. Made by Session.start().
+
+    ex = s.start("import time\nfor i in range(3):\n    print(i); time.sleep(1)")
+    for chunk in ex.stream():      # output as it comes
+        print(chunk.text, end="")
+    r = ex.wait()                   # the final Result)doc")
+      .def_property_readonly("id", [](const PyExecution& e) { return e.ex->id(); },
+                             "The execution's id within its session.")
+      .def_property_readonly(
+          "language", [](const PyExecution& e) { return std::string(to_string(e.ex->language())); },
+          R"doc("python", "nodejs" or "shell".)doc")
+      .def_property_readonly(
+          "status",
+          [](const PyExecution& e) {
+            nogil release;
+            return e.ex->status();
+          },
+          "The current sandbox.Status (RUNNING until it ends).")
+      .def_property_readonly(
+          "done",
+          [](const PyExecution& e) {
+            nogil release;
+            return e.ex->done();
+          },
+          "True once it has ended.")
+      .def_property_readonly("stdout", [](const PyExecution& e) { return text(e.snapshot().stdout_text); },
+                             "Standard output so far.")
+      .def_property_readonly("stderr", [](const PyExecution& e) { return text(e.snapshot().stderr_text); },
+                             "Standard error so far.")
+      .def_property_readonly("result", &PyExecution::snapshot,
+                             "The Result as it stands: status RUNNING and the output so far while "
+                             "it runs, the final Result afterwards.")
+      .def("wait", &PyExecution::wait, py::arg("timeout") = py::none(), R"doc(
+Blocks until the execution ends and returns its Result.
+
+timeout: seconds to wait at most (None: no limit); raises sandbox.TimeoutError if it is still
+running then (the execution keeps running; its own limit is the session's timeout).)doc")
+      .def(
+          "stream", [](const PyExecution& e) { return OutputStream(e); }, R"doc(
+An iterator of OutputChunk: new stdout/stderr text as the code produces it, ending when the
+execution ends. Waits with the GIL released.)doc")
+      .def(
+          "cancel",
+          [](PyExecution& e) {
+            nogil release;
+            e.ex->cancel();
+          },
+          "Kills every process of this execution; its Result ends as KILLED.")
+      .def("__repr__", [](const PyExecution& e) {
+        return "Execution(id=" + std::string(py::repr(py::str(e.ex->id()))) + ", language=" +
+               std::string(to_string(e.ex->language())) + ", status=" +
+               std::string(to_string(e.ex->status())) + ")";
+      });
+
+  // ---- sessions ---------------------------------------------------------------------------
+  std::string session_doc = std::string(R"doc(
+An isolated place where code runs: a workspace, a stateful Python kernel, Node.js, a shell.
+
+    with sandbox.Session(timeout=10) as s:
+        r = s.run("x = 6\nx * 7")       # Result(status=Finished, result='42', ...)
+        s.run("1 + 2", language="nodejs")
+        s.files.upload("a.csv", b"x,y\n1,2\n")
+
+Session(...) makes a session in the module's default Sandbox for `isolation` (None: the
+strongest backend this host supports; or "runsc", "namespaces", "rlimit"). For control over
+where state lives, make a sandbox.Sandbox and call its .session(...). A Session made this way
+is closed by `with`, by close(), or when it is garbage-collected.
+
+id: the session id ([A-Za-z0-9_-]{1,64}); None generates one.
+language: the kernel to warm first ("python", "nodejs" or "shell").
+)doc") + limits_doc;
+
+  py::class_<PySession>(m, "Session", session_doc.c_str())
+      .def(py::init([](std::optional<std::string> id, std::optional<std::string> isolation,
+                       const std::string& language, SANDBOX_LIMIT_PARAMS) {
+             SandboxPtr sb;
+             {
+               nogil release;
+               sb = default_sandbox(isolation);
+             }
+             return create_session(sb, std::move(id), language, SANDBOX_LIMIT_VALUES);
+           }),
+           py::arg("id") = py::none(), py::kw_only(), py::arg("isolation") = py::none(),
+           py::arg("language") = "python", SANDBOX_LIMIT_ARGS)
+      .def_property_readonly("id", [](const PySession& s) { return s.session->id(); }, "The session id.")
+      .def_property_readonly("isolation",
+                             [](const PySession& s) { return std::string(s.session->isolation()); },
+                             R"doc(The isolation backend in use ("runsc", "namespaces", "rlimit").)doc")
+      .def_property_readonly(
+          "status", [](const PySession& s) { return std::string(to_string(s.session->status())); },
+          R"doc("Pending", "Ready" or "Closed".)doc")
+      .def_property_readonly("workspace", [](const PySession& s) { return s.session->workspace(); },
+                             "The workspace directory on the host (a pathlib.Path).")
+      .def_property_readonly("files", [](const PySession& s) { return PyFiles{s.sandbox, s.session}; },
+                             "The session's workspace: upload, download, list, stat, delete.")
+      .def("run", &PySession::run, py::arg("code"), py::arg("language") = "python", py::kw_only(),
+           py::arg("stdin") = "", py::arg("timeout") = py::none(), py::arg("fresh") = false, R"doc(
+Runs `code` and waits for its Result.
+
+language: "python" (default; state persists across runs, like a notebook), "nodejs" or
+    "shell".
+stdin: text the code reads on standard input (then end of file; code never blocks on it).
+timeout: wall-clock seconds for this run (default: the session's).
+fresh: run in a new interpreter instead of the session's kernel.
+
+An error in the code is a Result with status FAILED, not an exception. Ctrl-C while waiting
+cancels the execution.)doc")
+      .def("start", &PySession::start, py::arg("code"), py::arg("language") = "python", py::kw_only(),
+           py::arg("stdin") = "", py::arg("timeout") = py::none(), py::arg("fresh") = false,
+           "Starts `code` like run() but returns an Execution at once.")
+      .def(
+          "processes",
+          [](PySession& s) {
+            nogil release;
+            return s.session->processes();
+          },
+          "The session's processes (a list of Process).")
+      .def(
+          "kill",
+          [](PySession& s, int pid, int signal) {
+            nogil release;
+            s.session->kill(pid, signal);
+          },
+          py::arg("pid"), py::arg("signal") = 9,
+          "Sends `signal` to a process of this session. Raises NotFoundError for any other pid.")
+      .def("close", &PySession::close,
+           "Kills everything in the session and removes its workspace. Later calls raise "
+           "FailedPreconditionError or NotFoundError.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PySession& s, const py::args&) { s.close(); })
+      .def("__repr__", &session_repr);
+
+  // ---- Sandbox ----------------------------------------------------------------------------
+  std::string sandbox_doc = std::string(R"doc(
+The owner of sessions: their state directory, isolation backend and default limits.
+
+    with sandbox.Sandbox(state_dir="/tmp/sb", isolation="rlimit", timeout=30) as sb:
+        s = sb.session()
+        s.run("1 + 1")
+
+state_dir: where sessions keep their workspaces (None: a private temporary directory,
+    removed when the Sandbox is closed).
+isolation: "runsc", "namespaces", "rlimit", or None for the strongest this host supports;
+    raises UnavailableError if the named one cannot run here.
+runtime_dir: where sandbox-agent and the kernels live (None: $SANDBOX_RUNTIME_DIR, the
+    installed package's, or the build tree's).
+warm_pool: ready sessions kept in reserve, so that new sessions start at once.
+max_sessions: more open sessions raise LimitExceededError.
+The limit arguments set the defaults of its sessions.
+)doc") + limits_doc;
+
+  py::class_<Sandbox, SandboxPtr>(m, "Sandbox", sandbox_doc.c_str())
+      .def(py::init([](std::optional<std::filesystem::path> state_dir, std::optional<std::string> isolation,
+                       std::optional<std::filesystem::path> runtime_dir, std::size_t warm_pool,
+                       std::size_t max_sessions, SANDBOX_LIMIT_PARAMS) {
+             Options o = make_options(std::move(state_dir), std::move(isolation), std::move(runtime_dir));
+             o.limits = SANDBOX_LIMIT_VALUES.apply(o.limits);
+             o.warm_pool = warm_pool;
+             o.max_sessions = max_sessions;
+             nogil release;
+             return std::make_shared<Sandbox>(std::move(o));
+           }),
+           py::arg("state_dir") = py::none(), py::arg("isolation") = py::none(), py::kw_only(),
+           py::arg("runtime_dir") = py::none(), py::arg("warm_pool") = 0, py::arg("max_sessions") = 1000,
+           SANDBOX_LIMIT_ARGS)
+      .def(
+          "session",
+          [](const SandboxPtr& sb, std::optional<std::string> id, const std::string& language,
+             SANDBOX_LIMIT_PARAMS) { return create_session(sb, std::move(id), language, SANDBOX_LIMIT_VALUES); },
+          py::arg("id") = py::none(), py::kw_only(), py::arg("language") = "python", SANDBOX_LIMIT_ARGS,
+          "Makes a new Session (see help(sandbox.Session)); limits default to this Sandbox's.")
+      .def(
+          "get",
+          [](const SandboxPtr& sb, const std::string& id) {
+            nogil release;
+            return std::make_unique<PySession>(sb, sb->session(id), false);
+          },
+          py::arg("id"),
+          "The open session `id`, shared (not closed when this object is collected). Raises "
+          "NotFoundError.")
+      .def(
+          "sessions",
+          [](const SandboxPtr& sb) {
+            std::vector<std::shared_ptr<Session>> all;
+            {
+              nogil release;
+              all = sb->sessions();
+            }
+            py::list out;
+            for (auto& s : all) out.append(py::cast(std::make_unique<PySession>(sb, s, false)));
+            return out;
+          },
+          "The open sessions (shared, like get()).")
+      .def_property_readonly("isolation", [](const Sandbox& sb) { return std::string(sb.isolation()); },
+                             "The isolation backend in use.")
+      .def_property_readonly("state_dir", [](const Sandbox& sb) { return sb.options().state_dir; },
+                             "The state directory (empty for a private temporary one).")
+      .def(
+          "close",
+          [](const SandboxPtr& sb) {
+            nogil release;
+            close_all(sb);
+          },
+          "Closes every session of this Sandbox.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__",
+           [](const SandboxPtr& sb, const py::args&) {
+             nogil release;
+             close_all(sb);
+           })
+      .def("__repr__", [](const Sandbox& sb) {
+        return "Sandbox(isolation='" + std::string(sb.isolation()) + "', sessions=" +
+               std::to_string(sb.sessions().size()) + ")";
+      });
+
+  m.def(
+      "default_sandbox",
+      [](std::optional<std::string> isolation) {
+        nogil release;
+        return default_sandbox(isolation);
+      },
+      py::arg("isolation") = py::none(),
+      "The Sandbox that Session(isolation=...) uses, made on first use (state in a temporary "
+      "directory).");
+
+  m.def(
+      "_close_default_sandboxes",
+      [] {
+        nogil release;
+        std::map<std::string, SandboxPtr> all;
+        {
+          std::lock_guard lock(defaults_mutex);
+          all.swap(*defaults);
+        }
+        for (auto& [name, sb] : all) close_all(sb);
+      },
+      "Closes the default Sandboxes' sessions (registered with atexit by the package).");
+
+  m.def(
+      "_set_packaged_runtime_dir", [](std::filesystem::path p) { packaged_runtime_dir = std::move(p); },
+      "Set by the package when it carries its own runtime (pip install).");
+
+  // Classes print as sandbox.Session, not sandbox._sandbox.Session.
+  for (const char* name : {"Image", "ErrorInfo", "Result", "FileInfo", "Files", "Process", "OutputChunk",
+                           "OutputStream", "Execution", "Session", "Sandbox"}) {
+    m.attr(name).attr("__module__") = "sandbox";
+  }
+}
+
+}  // namespace sandbox::python

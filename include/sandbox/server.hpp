@@ -1,0 +1,86 @@
+// sandbox/server.hpp: the HTTP front-end (DESIGN section 4) over a Sandbox.
+//
+// A thin Boost.Beast server: it parses requests, calls the library and formats answers; the
+// library decides policy. Routes, statuses and bodies are documented in docs/http.md and
+// served as an OpenAPI document at /openapi.json.
+//
+//   sandbox::Sandbox sb({.state_dir = "/var/lib/libsandbox"});
+//   sandbox::server::Server srv(sb, {.host = "127.0.0.1", .port = 8080});
+//   srv.run();   // serves until SIGINT/SIGTERM, then drains and closes every session
+//
+// Or, embedded (tests, a larger program):
+//   srv.start();  auto port = srv.port();  ...  srv.stop();
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace sandbox {
+class Sandbox;
+}
+
+namespace sandbox::server {
+
+struct Options {
+  std::string host = "127.0.0.1";      // listen address; beyond loopback needs token_file
+  std::uint16_t port = 8080;           // 0 = an ephemeral port (see Server::port())
+  std::filesystem::path token_file;    // bearer tokens, one per line (`name:token`); "" = open
+  bool auto_create = true;             // a seed route on an unknown session id creates it
+
+  // Sessions (the server's reaper; 0 = never).
+  std::chrono::seconds idle_timeout{1800};  // close a session unused this long
+  std::chrono::seconds lifetime{0};         // close a session this old, used or not
+
+  // Threads.
+  std::size_t io_threads = 2;          // run the event loop (parsing, routing, writing)
+  std::size_t blocking_threads = 4;    // run blocking library calls (create, files, processes)
+
+  // Hostile-client limits.
+  std::size_t header_limit = 16 * 1024;          // request line + headers; over: 431
+  std::size_t json_body_limit = 8 * 1024 * 1024; // JSON request bodies; over: 413
+  std::chrono::seconds read_timeout{30};         // a request body must keep arriving
+  std::chrono::seconds keepalive_timeout{75};    // an idle connection is closed after this
+  std::size_t max_connections = 20000;           // accepted beyond this are closed at once
+  std::size_t max_pipelined = 32;                // requests queued back to back; then 429
+  std::chrono::milliseconds max_wait{60'000};    // cap on ?wait=MS long-polls
+  std::chrono::seconds drain_timeout{15};        // stop(): in-flight requests get this long
+
+  // One JSON line per request; unset = stderr. `quiet` turns the log off.
+  std::function<void(std::string_view line)> log;
+  bool quiet = false;
+};
+
+class Server {
+ public:
+  // Reads the token file. Throws sandbox::Error: permission_denied when `host` is not a
+  // loopback address and no token file is given; invalid_argument/not_found for a bad one.
+  Server(Sandbox& sandbox, Options options);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens, then runs the event loop on `io_threads` threads; returns at once.
+  // Throws sandbox::Error(unavailable) if the address cannot be bound.
+  void start();
+  // The bound port (after start()).
+  std::uint16_t port() const;
+  // "http://127.0.0.1:PORT"
+  std::string url() const;
+  // Stops accepting, lets in-flight requests finish (up to drain_timeout), closes idle
+  // connections and joins the threads. Idempotent.
+  void stop();
+  // start(), serve until SIGINT or SIGTERM, stop(), then close every session.
+  void run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sandbox::server

@@ -1,0 +1,65 @@
+// sandbox/session.hpp: one isolated place where code runs: workspace, agent, executions.
+//
+//   auto s = sb.create_session({});
+//   s->files().upload("a.txt", "hello");
+//   auto r = s->run({.language = sandbox::Language::python, .code = "open('a.txt').read()"});
+//   // r.result == "'hello'"
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sandbox/execution.hpp"
+#include "sandbox/files.hpp"
+#include "sandbox/limits.hpp"
+#include "sandbox/processes.hpp"
+
+namespace sandbox {
+
+enum class SessionStatus { pending, ready, closed };
+std::string_view to_string(SessionStatus) noexcept;  // "Pending", "Ready", "Closed"
+
+struct SessionOptions {
+  std::string id;                  // "" = generated; else [A-Za-z0-9_-]{1,64}
+  std::optional<Limits> limits;    // default: the Sandbox's
+  std::string owner;               // tenant (an auth token's name); "" = none
+  Language language = Language::python;  // the kernel warmed first
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual const std::string& id() const = 0;
+  virtual const std::string& owner() const = 0;
+  virtual SessionStatus status() const = 0;
+  virtual const Limits& limits() const = 0;
+  virtual std::string_view isolation() const = 0;  // backend name
+  virtual std::string placement() const = 0;       // "local", or where it was placed
+  virtual std::filesystem::path workspace() const = 0;
+  virtual std::chrono::system_clock::time_point created() const = 0;
+  virtual std::chrono::steady_clock::time_point last_used() const = 0;
+
+  virtual Files& files() = 0;
+  virtual std::vector<ProcessInfo> processes() = 0;
+  // Throws not_found for a pid that is not a process of this session.
+  virtual void kill(int pid, int signal = 9) = 0;
+
+  // Returns at once; executions of one language run in submission order.
+  virtual std::shared_ptr<Execution> start(ExecRequest req) = 0;
+  Result run(ExecRequest req) { return start(std::move(req))->wait(); }
+  // The most recent execution, or null.
+  virtual std::shared_ptr<Execution> latest() const = 0;
+  virtual std::shared_ptr<Execution> execution(std::string_view id) const = 0;
+
+  // Kills everything and removes the workspace; later calls throw failed_precondition.
+  virtual void close() = 0;
+};
+
+// Throws invalid_argument unless `id` matches [A-Za-z0-9_-]{1,64}.
+void validate_session_id(std::string_view id);
+
+}  // namespace sandbox

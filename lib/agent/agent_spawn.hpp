@@ -1,0 +1,25 @@
+// How the agent starts a process: fork, a new process group, fds 0..n-1 from a table, the
+// workspace as cwd, signals back to default, exec. Nothing between fork and exec allocates.
+//
+//   const char* argv[] = {"/bin/sh", "-c", "echo hi", nullptr};
+//   pid_t pid = agent::spawn({argv[0], argv, environ, "/workspace", {in, out, err}, 3});
+#pragma once
+
+#include <sys/types.h>
+
+namespace sandbox::agent {
+
+struct SpawnSpec {
+  const char* path;           // program to exec
+  const char* const* argv;    // null-terminated
+  char* const* envp;          // null-terminated, passed on unchanged
+  const char* cwd;            // working directory of the child
+  int fds[8];                 // fds[i] becomes fd i in the child
+  int nfds;                   // how many of fds[] are used
+};
+
+// The child's pid (it leads its own process group). Throws sandbox::Error when fork
+// fails; a failed exec shows as exit code 127 (126 when cwd is unusable).
+pid_t spawn(const SpawnSpec& spec);
+
+}  // namespace sandbox::agent

@@ -1,0 +1,60 @@
+// The library's Execution: filled by the session from agent frames, read by any thread.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include "sandbox/execution.hpp"
+
+namespace sandbox {
+
+class SessionImpl;
+
+class ExecutionImpl final : public Execution {
+ public:
+  ExecutionImpl(std::string id, std::uint32_t wire_id, ExecRequest req, std::uint64_t output_cap,
+                std::weak_ptr<SessionImpl> session);
+
+  const std::string& id() const override { return id_; }
+  Language language() const override { return language_; }
+  Status status() const override;
+  bool done() const override;
+  Result snapshot(Page page) const override;
+  Result wait() override;
+  bool wait_for(std::chrono::milliseconds d) override;
+  bool wait_change(std::uint64_t stdout_size, std::uint64_t stderr_size,
+                   std::chrono::milliseconds d) override;
+  std::uint64_t subscribe(std::function<void()> fn) override;
+  void unsubscribe(std::uint64_t token) override;
+  void cancel() override;
+
+  // Called by the session on the I/O thread.
+  std::uint32_t wire_id() const { return wire_id_; }
+  void on_started();
+  void on_output(int stream, std::string_view bytes);
+  // Applies the agent's DONE payload (JSON). `refine` may adjust the result before it is
+  // published (e.g. out-of-memory from the cgroup's counters).
+  void on_done(std::string_view payload, const std::function<void(Result&)>& refine);
+  // Ends the execution without the agent (agent lost, backstop timeout).
+  void fail(Status status, Termination why, std::string note);
+
+ private:
+  void publish(std::unique_lock<std::mutex>& lock);
+  Result snapshot_locked(Page page) const;
+
+  const std::string id_;
+  const std::uint32_t wire_id_;
+  const Language language_;
+  const std::uint64_t output_cap_;
+  std::weak_ptr<SessionImpl> session_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  Result result_;
+  bool done_ = false;
+  std::chrono::steady_clock::time_point submitted_, started_;
+  std::map<std::uint64_t, std::function<void()>> subscribers_;
+  std::uint64_t next_token_ = 1;
+};
+
+}  // namespace sandbox

@@ -1,0 +1,138 @@
+// cgroup v1: one directory per controller hierarchy (memory, pids, cpu, cpuacct, freezer),
+// each at <controller parent>/libsandbox/<session>. The freezer is what makes the kill
+// complete: frozen processes cannot fork while we SIGKILL them.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "isolation/namespaces/cgroup.hpp"
+#include "sandbox/error.hpp"
+
+namespace sandbox::isolation::ns::cgroup {
+namespace fs = std::filesystem;
+
+namespace {
+
+void make_dir(const fs::path& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) throw_syscall("mkdir", errno, dir.string());
+}
+
+class CgroupV1 final : public Cgroup {
+ public:
+  ~CgroupV1() override {
+    kill_all();
+    for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+      for (int i = 0; i < 400 && !read_pids(*it / "cgroup.procs").empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      remove_dir(*it);
+    }
+  }
+
+  // Makes the controller's session dir (once per hierarchy: "cpu,cpuacct" share one).
+  void make(const std::string& controller, const fs::path& parent, std::string_view name) {
+    fs::path base = parent / parent_name;
+    fs::path dir = base / name;
+    make_dir(base);
+    if (std::find(created_.begin(), created_.end(), dir) == created_.end()) {
+      if (::mkdir(dir.c_str(), 0755) != 0) {
+        if (errno != EEXIST) throw_syscall("mkdir", errno, dir.string());
+        remove_stale(dir);  // a crashed run's session of the same name
+        make_dir(dir);
+      }
+      created_.push_back(dir);
+    }
+    dirs_[controller] = dir;
+  }
+
+  const fs::path* dir(const std::string& controller) const {
+    auto it = dirs_.find(controller);
+    return it == dirs_.end() ? nullptr : &it->second;
+  }
+
+  void add(pid_t pid) override {
+    for (auto& d : created_) write_file(d / "cgroup.procs", std::to_string(pid));
+  }
+
+  void kill_all() noexcept override {
+    const fs::path* freezer = dir("freezer");
+    if (!freezer) return;
+    auto procs = *freezer / "cgroup.procs";
+    if (read_pids(procs).empty()) return;
+    try {
+      write_file(*freezer / "freezer.state", "FROZEN");
+    } catch (...) {
+    }
+    // FREEZING -> FROZEN takes a moment; a task in the middle of fork is caught after it.
+    for (int i = 0; i < 200; ++i) {
+      auto state = read_file(*freezer / "freezer.state");
+      if (!state || state->rfind("FROZEN", 0) == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (pid_t p : read_pids(procs)) ::kill(p, SIGKILL);
+    try {
+      write_file(*freezer / "freezer.state", "THAWED");
+    } catch (...) {
+    }
+  }
+
+  Usage usage() const override {
+    Usage u;
+    if (auto* m = dir("memory")) {
+      u.memory_peak_bytes = read_number(*m / "memory.max_usage_in_bytes");
+      u.oom_kills = read_key(*m / "memory.oom_control", "oom_kill");
+    }
+    if (auto* c = dir("cpuacct")) {
+      if (auto ns = read_number(*c / "cpuacct.usage")) u.cpu_time_us = *ns / 1000;
+    }
+    if (auto* p = dir("pids")) u.pids_denied = read_key(*p / "pids.events", "max");
+    return u;
+  }
+
+  std::vector<fs::path> paths() const override { return created_; }
+
+ private:
+  std::map<std::string, fs::path> dirs_;  // controller -> its session dir
+  std::vector<fs::path> created_;         // unique dirs, in creation order
+};
+
+}  // namespace
+
+std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, const Limits& limits) {
+  auto cg = std::make_unique<CgroupV1>();
+  for (auto& [controller, parent] : layout.v1_parents) cg->make(controller, parent, name);
+
+  if (limits.memory_bytes) {
+    auto* m = cg->dir("memory");
+    if (!m) throw Error(errc::unavailable, "cgroup v1: no memory controller");
+    auto bytes = std::to_string(*limits.memory_bytes);
+    write_file(*m / "memory.limit_in_bytes", bytes);
+    // memory+swap equal to memory: no swap at all (only present with swap accounting).
+    if (fs::exists(*m / "memory.memsw.limit_in_bytes"))
+      write_file(*m / "memory.memsw.limit_in_bytes", bytes);
+    try {
+      write_file(*m / "memory.swappiness", "0");
+    } catch (const Error&) {
+      // Refused on some kernels when the parent uses hierarchy; memsw already bounds it.
+    }
+  }
+  if (limits.pids) {
+    auto* p = cg->dir("pids");
+    if (!p) throw Error(errc::unavailable, "cgroup v1: no pids controller");
+    write_file(*p / "pids.max", std::to_string(*limits.pids));
+  }
+  if (limits.cpus) {
+    auto* c = cg->dir("cpu");
+    if (!c) throw Error(errc::unavailable, "cgroup v1: no cpu controller");
+    auto quota = std::max<long long>(1000, std::llround(*limits.cpus * 100000));
+    write_file(*c / "cpu.cfs_period_us", "100000");
+    write_file(*c / "cpu.cfs_quota_us", std::to_string(quota));
+  }
+  return cg;
+}
+
+}  // namespace sandbox::isolation::ns::cgroup

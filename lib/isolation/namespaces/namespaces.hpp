@@ -1,0 +1,118 @@
+// The namespaces backend's internals: what the parent prepares before clone() and what the
+// child does with it afterwards, one concern per file (user, pid, mount, net, ipc_uts,
+// cgroup, seccomp, capabilities, rlimits), ordered in contain.cpp.
+//
+// Everything the child needs is built by the parent into a ChildPlan *before* clone(): the
+// child only reads it and makes syscalls, never allocates or throws (the server is
+// multi-threaded, so a malloc lock may be held by another thread at the moment of clone).
+// A child step returns true on success, or false with errno set; contain() names the step.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sandbox/isolation.hpp"
+
+namespace sandbox::isolation::ns {
+
+// The only user inside: unprivileged, mapped to a dedicated unprivileged host id.
+inline constexpr uid_t inside_uid = 1000;
+inline constexpr gid_t inside_gid = 1000;
+inline constexpr uid_t host_uid = 101000;  // like the first subuid range, owned by no one
+inline constexpr gid_t host_gid = 101000;
+
+// Where things appear inside the new root.
+inline constexpr const char* workspace_inside = "/workspace";
+inline constexpr const char* runtime_inside = "/opt/sandbox";
+inline constexpr const char* hostname = "sandbox";
+// The control socket's fd number in the agent (argv says so too).
+inline constexpr int agent_control_fd = 3;
+
+// One step of building the new root, executed in order by the child.
+struct MountStep {
+  enum class Kind {
+    mkdir,      // target directory (mode 0755), existing is fine
+    bind,       // source -> target, read-only unless `writable`, always nosuid,nodev
+    symlink,    // target -> source (a link, as on the host)
+    tmpfs,      // fresh tmpfs at target with `data` options and `flags`
+    proc,       // a new proc of the child's pid namespace
+    file,       // target created with `data` as its contents (mode 0644)
+    remount_ro, // target's mount made read-only (the skeleton root, /dev)
+  };
+  Kind kind;
+  std::string source;  // host path (bind), link text (symlink)
+  std::string target;  // absolute path under the new root, as the child sees it pre-pivot
+  std::string data;    // tmpfs options or file contents
+  unsigned long flags = 0;
+  bool writable = false;
+  bool is_file = false;  // bind of a file: the mount point is an empty file, not a dir
+};
+
+struct Rlimit {
+  int resource;
+  std::uint64_t value;
+};
+
+// Everything the child does, decided in the parent.
+struct ChildPlan {
+  int sync_fd = -1;     // child end of the sync socketpair
+  int control_fd = -1;  // child end of the control socketpair
+
+  std::string new_root;             // host dir the tmpfs root is mounted on (private ns)
+  std::vector<MountStep> mounts;    // the new root, in order
+  std::vector<Rlimit> rlimits;
+  int cap_last = 40;                // /proc/sys/kernel/cap_last_cap
+  const std::vector<sock_filter>* seccomp = nullptr;       // libseccomp's filter
+  const std::vector<sock_filter>* personality = nullptr;   // the hand-written one
+
+  std::string agent;                // path inside
+  std::vector<std::string> argv, env;
+  std::vector<char*> argv_ptrs, env_ptrs;  // null-terminated views of the above
+};
+
+// The failure report the child sends over the sync socket before _exit.
+struct ChildFailure {
+  char step[64];
+  int err;
+};
+
+// ---- child side (no allocation, no exceptions) ----
+int contain(void* plan);  // clone() entry point: waits for the parent, contains, execs
+
+namespace user { bool init_ns(); }                                 // groups and ids
+namespace pid { bool init_ns(int sync_fd); }                       // death signal, setsid
+namespace mount { bool init_ns(const ChildPlan& plan, const char** failed_target); }
+namespace net { bool init_ns(); }                                  // loopback up
+namespace ipc_uts { bool init_ns(); }                              // hostname
+namespace cgroup { bool init_ns(); }                               // new cgroup namespace
+namespace capabilities { bool drop(int cap_last); }
+namespace rlimits { bool apply(const std::vector<Rlimit>& limits); }
+namespace seccomp { bool load(const std::vector<sock_filter>& filter); }
+bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, the rest closed
+
+// ---- parent side ----
+namespace user {
+// Writes the child's uid/gid maps (inside_uid -> host_uid). Throws sandbox::Error.
+void init_ns_from_parent(pid_t child);
+}
+namespace mount {
+// The steps that build the new root for `spec` (host paths probed now, in the parent).
+std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root);
+}
+namespace seccomp {
+// The filters, compiled once per process (libseccomp -> BPF in memory).
+const std::vector<sock_filter>& filter();
+const std::vector<sock_filter>& personality_filter();
+}
+namespace rlimits {
+std::vector<Rlimit> plan(const Limits& limits);
+}
+namespace capabilities {
+int last_cap();  // from /proc/sys/kernel/cap_last_cap
+}
+
+}  // namespace sandbox::isolation::ns

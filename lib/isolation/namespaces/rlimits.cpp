@@ -1,0 +1,29 @@
+// Per-process resource limits that cgroups do not cover: no core dumps, the open-file
+// count, and no single file larger than the workspace quota. Process counts are the pids
+// cgroup's job (RLIMIT_NPROC counts per host uid, across sessions).
+#include <sys/resource.h>
+
+#include <algorithm>
+
+#include "isolation/namespaces/namespaces.hpp"
+
+namespace sandbox::isolation::ns::rlimits {
+
+std::vector<Rlimit> plan(const Limits& limits) {
+  return {
+      {RLIMIT_CORE, 0},
+      {RLIMIT_NOFILE, std::max<std::uint64_t>(limits.open_files, 16)},
+      {RLIMIT_FSIZE, limits.disk_bytes},
+  };
+}
+
+// Child side.
+bool apply(const std::vector<Rlimit>& limits) {
+  for (const auto& l : limits) {
+    rlimit r{static_cast<rlim_t>(l.value), static_cast<rlim_t>(l.value)};
+    if (::setrlimit(static_cast<__rlimit_resource>(l.resource), &r) != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace sandbox::isolation::ns::rlimits

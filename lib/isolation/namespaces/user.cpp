@@ -1,0 +1,48 @@
+// The user namespace: the one user inside (uid/gid 1000) is a dedicated unprivileged id on
+// the host; no other id, root included, is mapped.
+//
+// We do not write "deny" to /proc/PID/setgroups: the server runs as root, and with "deny"
+// the child would keep root's supplementary group (gid 0) forever, which still grants
+// group access to host files seen through the read-only binds. Instead the parent (which
+// holds CAP_SETGID on the host) writes the gid map and the child empties its groups with
+// setgroups() before dropping every capability; nothing inside can call setgroups again.
+#include <fcntl.h>
+#include <grp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "isolation/namespaces/namespaces.hpp"
+#include "sandbox/error.hpp"
+#include "sys/fd.hpp"
+
+namespace sandbox::isolation::ns::user {
+namespace {
+
+void write_proc(pid_t child, const char* file, const std::string& text) {
+  std::string path = "/proc/" + std::to_string(child) + "/" + file;
+  sys::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) throw_syscall("open", errno, path);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw_syscall("write", errno, path + " <- " + text);
+}
+
+}  // namespace
+
+void init_ns_from_parent(pid_t child) {
+  write_proc(child, "uid_map", std::to_string(inside_uid) + " " + std::to_string(host_uid) + " 1\n");
+  write_proc(child, "gid_map", std::to_string(inside_gid) + " " + std::to_string(host_gid) + " 1\n");
+}
+
+// Child side: become the inside user. The child's host ids are root's, which is unmapped
+// here, so the kernel does not clear capabilities on this switch; capabilities::drop()
+// does that explicitly afterwards.
+bool init_ns() {
+  gid_t groups[] = {inside_gid};
+  if (::setgroups(1, groups) != 0) return false;
+  if (::setresgid(inside_gid, inside_gid, inside_gid) != 0) return false;
+  return ::setresuid(inside_uid, inside_uid, inside_uid) == 0;
+}
+
+}  // namespace sandbox::isolation::ns::user

@@ -1,0 +1,268 @@
+#include "sandbox/sandbox.hpp"
+
+#include <sys/stat.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "session_impl.hpp"
+
+namespace sandbox {
+
+namespace asio = boost::asio;
+
+struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
+  Options options;
+  std::unique_ptr<isolation::Backend> backend;
+  std::filesystem::path state_dir;
+  bool owns_state_dir = false;
+
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  std::thread io_thread;
+
+  mutable std::mutex mutex;
+  // A null entry reserves an id while its session starts.
+  std::map<std::string, std::shared_ptr<SessionImpl>, std::less<>> sessions;
+  std::uint64_t next_serial = 0;
+  Stats stats;
+
+  // The warm pool: sessions launched ahead of demand with the default limits.
+  std::deque<std::shared_ptr<SessionImpl>> pool;
+  std::condition_variable pool_cv;
+  std::thread pool_thread;
+  bool stopping = false;
+
+  std::shared_ptr<SessionImpl> make_session(std::string id, std::string owner, Limits limits,
+                                            Language warm);
+  void fill_pool();
+};
+
+namespace {
+
+std::string generated_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string id = "s-";
+  for (int i = 0; i < 16; ++i) id += alphabet[rng() % 36];
+  return id;
+}
+
+// Sandboxed code may leave directories without write permission; removal must still work.
+void remove_tree(const std::filesystem::path& p) {
+  std::error_code ec;
+  std::filesystem::remove_all(p, ec);
+  if (!ec) return;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           p, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) ::chmod(it->path().c_str(), 0700);
+  }
+  std::filesystem::remove_all(p, ec);
+}
+
+}  // namespace
+
+std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::string owner,
+                                                        Limits limits, Language warm) {
+  std::uint64_t serial;
+  {
+    std::lock_guard lock(mutex);
+    serial = next_serial++;
+  }
+  isolation::LaunchSpec spec;
+  // Directories, cgroups and containers are named by serial, not by the client's id, so that
+  // a pooled session can take any id and names never collide across servers.
+  spec.session_id = "s" + std::to_string(::getpid()) + "-" + std::to_string(serial);
+  spec.session_dir = state_dir / "sessions" / spec.session_id;
+  spec.workspace = spec.session_dir / "workspace";
+  spec.runtime_dir = options.runtime_dir;
+  spec.interpreters = options.interpreters;
+  spec.limits = limits;
+  spec.preload = options.preload;
+  std::filesystem::create_directories(spec.workspace);
+  ::chmod(spec.session_dir.c_str(), 0711);
+  auto weak = weak_from_this();
+  SessionContext ctx{io, *backend, [weak](const Result& r) {
+                       if (auto self = weak.lock()) {
+                         std::lock_guard lock(self->mutex);
+                         ++self->stats.executions_by_status[std::string(to_string(r.status))];
+                       }
+                     }};
+  auto s = std::make_shared<SessionImpl>(std::move(ctx), std::move(id), std::move(owner), limits, spec);
+  try {
+    s->launch(warm);
+  } catch (...) {
+    s->close();
+    remove_tree(spec.session_dir);
+    throw;
+  }
+  return s;
+}
+
+void Sandbox::Impl::fill_pool() {
+  std::unique_lock lock(mutex);
+  while (!stopping) {
+    pool_cv.wait(lock, [&] { return stopping || pool.size() < options.warm_pool; });
+    if (stopping) break;
+    lock.unlock();
+    std::shared_ptr<SessionImpl> s;
+    try {
+      s = make_session("pool", "", options.limits, Language::python);
+    } catch (const std::exception&) {
+      // The backend cannot start sessions now; do not spin.
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    lock.lock();
+    if (s) pool.push_back(std::move(s));
+  }
+}
+
+Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
+  auto& im = *impl_;
+  im.options = std::move(options);
+  im.options.limits.validate();
+  im.options.runtime_dir = find_runtime_dir(im.options.runtime_dir);
+  if (im.options.state_dir.empty()) {
+    char tmpl[] = "/tmp/libsandbox-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw_syscall("mkdtemp", errno, tmpl);
+    im.state_dir = tmpl;
+    im.owns_state_dir = true;
+  } else {
+    im.state_dir = std::filesystem::absolute(im.options.state_dir);
+    std::filesystem::create_directories(im.state_dir);
+  }
+  // Sessions' code may run as another uid: it must traverse (not list) the state dir.
+  ::chmod(im.state_dir.c_str(), 0711);
+  std::filesystem::create_directories(im.state_dir / "sessions");
+  ::chmod((im.state_dir / "sessions").c_str(), 0711);
+  im.backend = isolation::make_backend(im.options.isolation);
+  im.backend->recover(im.state_dir);
+  // Leftovers of a crashed earlier server: their processes are gone, their files go too.
+  if (!im.owns_state_dir) {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(im.state_dir / "sessions", ec)) remove_tree(e.path());
+  }
+  im.io_thread = std::thread([this] { impl_->io.run(); });
+  if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
+}
+
+Sandbox::~Sandbox() {
+  auto& im = *impl_;
+  {
+    std::lock_guard lock(im.mutex);
+    im.stopping = true;
+  }
+  im.pool_cv.notify_all();
+  if (im.pool_thread.joinable()) im.pool_thread.join();
+  std::vector<std::shared_ptr<SessionImpl>> all;
+  {
+    std::lock_guard lock(im.mutex);
+    for (auto& [id, s] : im.sessions) {
+      if (s) all.push_back(s);
+    }
+    for (auto& s : im.pool) all.push_back(s);
+    im.sessions.clear();
+    im.pool.clear();
+  }
+  for (auto& s : all) s->close();
+  all.clear();
+  im.work.reset();
+  im.io.stop();
+  if (im.io_thread.joinable()) im.io_thread.join();
+  if (im.owns_state_dir) remove_tree(im.state_dir);
+}
+
+std::shared_ptr<Session> Sandbox::create_session(SessionOptions opts) {
+  auto& im = *impl_;
+  if (opts.id.empty()) {
+    opts.id = generated_id();
+  } else {
+    validate_session_id(opts.id);
+  }
+  Limits limits = opts.limits.value_or(im.options.limits);
+  limits.validate();
+  std::shared_ptr<SessionImpl> pooled;
+  {
+    std::lock_guard lock(im.mutex);
+    if (im.stopping) throw Error(errc::unavailable, "the sandbox is shutting down");
+    if (im.sessions.count(opts.id)) throw Error(errc::already_exists, "session " + opts.id + " exists");
+    if (im.sessions.size() >= im.options.max_sessions)
+      throw Error(errc::resource_exhausted, "too many sessions (max " + std::to_string(im.options.max_sessions) + ")");
+    im.sessions.emplace(opts.id, nullptr);
+    if (!opts.limits && !im.pool.empty() && opts.language == Language::python) {
+      pooled = std::move(im.pool.front());
+      im.pool.pop_front();
+    }
+  }
+  im.pool_cv.notify_all();
+  std::shared_ptr<SessionImpl> s;
+  try {
+    if (pooled) {
+      pooled->adopt(opts.id, opts.owner);
+      s = std::move(pooled);
+    } else {
+      s = im.make_session(opts.id, opts.owner, limits, opts.language);
+    }
+  } catch (...) {
+    std::lock_guard lock(im.mutex);
+    im.sessions.erase(opts.id);
+    throw;
+  }
+  std::lock_guard lock(im.mutex);
+  im.sessions[opts.id] = s;
+  ++im.stats.sessions_created;
+  return s;
+}
+
+std::shared_ptr<Session> Sandbox::find(std::string_view id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->sessions.find(id);
+  return it == impl_->sessions.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Session> Sandbox::session(std::string_view id) const {
+  auto s = find(id);
+  if (!s) throw Error(errc::not_found, "no session " + std::string(id));
+  return s;
+}
+
+std::vector<std::shared_ptr<Session>> Sandbox::sessions() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::shared_ptr<Session>> out;
+  for (auto& [id, s] : impl_->sessions) {
+    if (s) out.push_back(s);
+  }
+  return out;
+}
+
+void Sandbox::close_session(std::string_view id) {
+  std::shared_ptr<SessionImpl> s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto it = impl_->sessions.find(id);
+    if (it == impl_->sessions.end() || !it->second) throw Error(errc::not_found, "no session " + std::string(id));
+    s = std::move(it->second);
+    impl_->sessions.erase(it);
+    ++impl_->stats.sessions_closed;
+  }
+  s->close();
+}
+
+std::string_view Sandbox::isolation() const { return impl_->backend->name(); }
+const Options& Sandbox::options() const { return impl_->options; }
+
+Stats Sandbox::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  Stats s = impl_->stats;
+  s.sessions_active = 0;
+  for (auto& [id, sess] : impl_->sessions) s.sessions_active += sess ? 1 : 0;
+  return s;
+}
+
+}  // namespace sandbox

@@ -1,0 +1,438 @@
+#include "session_impl.hpp"
+
+#include <signal.h>
+
+#include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "files_internal.hpp"
+#include "sys/fd.hpp"
+
+namespace sandbox {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string_view to_string(SessionStatus s) noexcept {
+  switch (s) {
+    case SessionStatus::pending: return "Pending";
+    case SessionStatus::ready: return "Ready";
+    case SessionStatus::closed: return "Closed";
+  }
+  return "Closed";
+}
+
+void validate_session_id(std::string_view id) {
+  bool ok = !id.empty() && id.size() <= 64;
+  for (char c : id) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-');
+  }
+  if (!ok) throw Error(errc::invalid_argument, "session id must match [A-Za-z0-9_-]{1,64}");
+}
+
+// One launched agent: the backend's instance and the channel to it. A session replaces its
+// Agent when the previous one dies (killed by user code, or by the backstop).
+struct SessionImpl::Agent {
+  std::unique_ptr<isolation::Instance> instance;
+  std::shared_ptr<agent::Channel> channel;
+  std::promise<void> hello;
+  bool lost = false;
+  std::mutex instance_mutex;  // terminate() may race with close()'s teardown
+
+  void terminate() {
+    std::lock_guard lock(instance_mutex);
+    if (instance) instance->terminate();
+  }
+  isolation::Usage usage() {
+    std::lock_guard lock(instance_mutex);
+    return instance ? instance->usage() : isolation::Usage{};
+  }
+  void destroy() {
+    std::unique_ptr<isolation::Instance> doomed;
+    {
+      std::lock_guard lock(instance_mutex);
+      doomed = std::move(instance);
+    }
+  }
+};
+
+namespace {
+
+// Execution ids are unguessable, so that one client cannot poll another's by counting.
+std::string fmt_execution_id(std::uint32_t wire) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id;
+  std::uint64_t v = rng();
+  for (int i = 0; i < 12; ++i) id += hex[(v >> (4 * i)) & 0xf];
+  return id + "-" + std::to_string(wire);
+}
+
+}  // namespace
+
+SessionImpl::SessionImpl(SessionContext ctx, std::string id, std::string owner, Limits limits,
+                         isolation::LaunchSpec spec)
+    : ctx_(std::move(ctx)),
+      id_(std::move(id)),
+      owner_(std::move(owner)),
+      limits_(limits),
+      spec_(std::move(spec)),
+      created_(std::chrono::system_clock::now()) {
+  touch();
+}
+
+SessionImpl::~SessionImpl() {
+  try {
+    close();
+  } catch (...) {
+    // A destructor must not throw; close() already did what it could.
+  }
+}
+
+void SessionImpl::touch() {
+  last_used_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+}
+
+std::chrono::steady_clock::time_point SessionImpl::last_used() const {
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_used_ns_.load()));
+}
+
+void SessionImpl::check_open() const {
+  if (status_ == SessionStatus::closed) throw Error(errc::failed_precondition, "session " + id_ + " is closed");
+}
+
+void SessionImpl::launch(Language warm) {
+  auto a = start_agent(warm);
+  {
+    std::lock_guard lock(mutex_);
+    agent_ = a;
+    if (!files_) files_ = make_workspace_files(spec_.workspace, limits_.upload_bytes, a->instance->file_owner());
+  }
+  status_ = SessionStatus::ready;
+}
+
+void SessionImpl::adopt(std::string id, std::string owner) {
+  id_ = std::move(id);
+  owner_ = std::move(owner);
+  touch();
+}
+
+std::shared_ptr<SessionImpl::Agent> SessionImpl::start_agent(Language warm) {
+  auto a = std::make_shared<Agent>();
+  a->instance = ctx_.backend.launch(spec_);
+  int fd = ::dup(a->instance->control_fd());
+  if (fd < 0) throw_syscall("dup", errno, "agent socket");
+  a->channel = std::make_shared<agent::Channel>(ctx_.io, fd);
+  auto hello = a->hello.get_future();
+  std::weak_ptr<SessionImpl> weak = weak_from_this();
+  std::weak_ptr<Agent> weak_agent = a;
+  a->channel->start(
+      [weak, weak_agent](agent::Frame&& f) {
+        auto self = weak.lock();
+        auto ag = weak_agent.lock();
+        if (self && ag) self->on_frame(ag, std::move(f));
+      },
+      [weak, weak_agent] {
+        auto self = weak.lock();
+        auto ag = weak_agent.lock();
+        if (self && ag) self->on_agent_lost(ag);
+      });
+  if (hello.wait_for(30s) != std::future_status::ready) {
+    a->terminate();
+    throw Error(errc::unavailable, "the session's agent did not start within 30 s");
+  }
+  hello.get();  // rethrows if the agent died before saying hello
+  if (warm != Language::shell) a->channel->send(agent::Type::warm, 0, json{{"lang", to_string(warm)}}.dump());
+  return a;
+}
+
+std::shared_ptr<SessionImpl::Agent> SessionImpl::agent() {
+  {
+    std::lock_guard lock(mutex_);
+    if (agent_) return agent_;
+  }
+  // The previous agent died (its executions already failed): start a new one, same workspace.
+  auto a = start_agent(Language::shell);
+  std::lock_guard lock(mutex_);
+  if (!agent_) agent_ = a;
+  return agent_;
+}
+
+void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f) {
+  using agent::Type;
+  switch (f.type) {
+    case Type::hello:
+      try {
+        a->hello.set_value();
+      } catch (const std::future_error&) {
+      }
+      return;
+    case Type::reply: {
+      std::lock_guard lock(mutex_);
+      if (auto it = replies_.find(f.id); it != replies_.end()) {
+        it->second.set_value(std::move(f.payload));
+        replies_.erase(it);
+      }
+      return;
+    }
+    default: break;
+  }
+  std::shared_ptr<ExecutionImpl> ex;
+  Running done_entry;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = running_.find(f.id);
+    if (it == running_.end()) return;
+    ex = it->second.exec;
+    if (f.type == Type::done) {
+      done_entry = std::move(it->second);
+      running_.erase(it);
+    }
+  }
+  switch (f.type) {
+    case Type::started: ex->on_started(); break;
+    case Type::output: ex->on_output(f.stream, f.payload); break;
+    case Type::done: {
+      if (done_entry.backstop) done_entry.backstop->cancel();
+      isolation::Usage before = done_entry.usage_before;
+      ex->on_done(f.payload, [&](Result& r) { refine(r, before); });
+      touch();
+      if (ctx_.on_execution_done) ctx_.on_execution_done(ex->snapshot({0, 0}));
+      break;
+    }
+    default: break;
+  }
+}
+
+void SessionImpl::refine(Result& r, const isolation::Usage& before) {
+  if (r.status == Status::finished) return;
+  std::shared_ptr<Agent> a;
+  {
+    std::lock_guard lock(mutex_);
+    a = agent_;
+  }
+  if (!a) return;
+  isolation::Usage now = a->usage();
+  // The cgroup's counters tell what a bare SIGKILL or failed fork cannot.
+  if (now.oom_kills && before.oom_kills && *now.oom_kills > *before.oom_kills) {
+    r.termination = Termination::out_of_memory;
+    if (r.status == Status::failed) r.status = Status::killed;
+    if (!r.note) r.note = "out of memory: the session's memory limit was reached";
+  } else if (now.pids_denied && before.pids_denied && *now.pids_denied > *before.pids_denied &&
+             r.termination == Termination::none) {
+    r.termination = Termination::process_limit;
+    if (!r.note) r.note = "the session's process limit was reached";
+  }
+}
+
+void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a) {
+  std::map<std::uint32_t, Running> running;
+  std::map<std::uint32_t, std::promise<std::string>> replies;
+  {
+    std::lock_guard lock(mutex_);
+    if (a->lost) return;
+    a->lost = true;
+    if (agent_ == a) agent_.reset();
+    running.swap(running_);
+    replies.swap(replies_);
+  }
+  try {
+    a->hello.set_exception(std::make_exception_ptr(Error(errc::unavailable, "the session's agent exited")));
+  } catch (const std::future_error&) {
+  }
+  for (auto& [id, p] : replies) p.set_value(R"({"error":"unavailable"})");
+  bool closing = status_ == SessionStatus::closed;
+  for (auto& [id, r] : running) {
+    if (r.backstop) r.backstop->cancel();
+    if (closing) {
+      r.exec->fail(Status::killed, Termination::cancelled, "the session was closed");
+    } else {
+      r.exec->fail(Status::failed, Termination::kernel_died,
+                   "the session's agent exited; its processes were killed and it was restarted");
+    }
+    if (ctx_.on_execution_done) ctx_.on_execution_done(r.exec->snapshot({0, 0}));
+  }
+  // Whatever the agent left runs no more (close() tears down itself).
+  if (!closing) asio::post(ctx_.io, [a] { a->terminate(); });
+}
+
+Files& SessionImpl::files() {
+  check_open();
+  touch();
+  std::lock_guard lock(mutex_);
+  return *files_;
+}
+
+std::string SessionImpl::request(agent::Type type, const std::string& payload) {
+  auto a = agent();
+  std::future<std::string> reply;
+  std::uint32_t id;
+  {
+    std::lock_guard lock(mutex_);
+    id = next_wire_id_++;
+    reply = replies_[id].get_future();
+  }
+  a->channel->send(type, id, payload);
+  if (reply.wait_for(10s) != std::future_status::ready) {
+    std::lock_guard lock(mutex_);
+    replies_.erase(id);
+    throw Error(errc::unavailable, "the session's agent did not answer");
+  }
+  return reply.get();
+}
+
+std::vector<ProcessInfo> SessionImpl::processes() {
+  check_open();
+  touch();
+  json j = json::parse(request(agent::Type::list, "{}"), nullptr, false);
+  std::vector<ProcessInfo> out;
+  if (!j.is_array()) return out;
+  for (const auto& p : j) {
+    if (!p.is_object()) continue;
+    ProcessInfo info;
+    info.pid = p.value("pid", 0);
+    info.ppid = p.value("ppid", 0);
+    info.name = p.value("name", "");
+    info.cmdline = p.value("cmdline", "");
+    info.state = p.value("state", "");
+    info.rss_bytes = p.value("rss_bytes", std::uint64_t{0});
+    info.cpu_time_ms = p.value("cpu_time_ms", std::uint64_t{0});
+    info.start_time = p.value("start_time", std::int64_t{0});
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+void SessionImpl::kill(int pid, int signal) {
+  check_open();
+  touch();
+  if (pid <= 0) throw Error(errc::not_found, "no process " + std::to_string(pid) + " in this session");
+  if (signal <= 0 || signal >= 65) throw Error(errc::invalid_argument, "bad signal number");
+  json j = json::parse(request(agent::Type::kill, json{{"pid", pid}, {"signal", signal}}.dump()), nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    std::string e = j.value("error", "");
+    if (e == "unavailable") throw Error(errc::unavailable, "the session's agent is restarting");
+    throw Error(errc::not_found, "no process " + std::to_string(pid) + " in this session");
+  }
+}
+
+std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
+  check_open();
+  touch();
+  auto timeout = req.timeout.value_or(limits_.timeout);
+  if (timeout.count() <= 0 || timeout > std::chrono::hours(24))
+    throw Error(errc::invalid_argument, "timeout must be within (0, 24h]");
+  if (req.code.size() > (16u << 20)) throw Error(errc::resource_exhausted, "code larger than 16 MiB");
+  auto a = agent();
+  std::shared_ptr<ExecutionImpl> ex;
+  Running entry;
+  json payload = {{"lang", to_string(req.language)},
+                  {"code", req.code},
+                  {"stdin", req.stdin_text},
+                  {"timeout_ms", timeout.count()},
+                  {"fresh", req.fresh},
+                  {"output_cap", limits_.output_bytes}};
+  std::string text = payload.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::uint32_t wire;
+  {
+    std::lock_guard lock(mutex_);
+    wire = next_wire_id_++;
+    ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_.output_bytes,
+                                         weak_from_this());
+  }
+  entry.exec = ex;
+  entry.usage_before = a->usage();
+  // The agent enforces the timeout; this backstop restarts the session if the agent does not.
+  entry.backstop = std::make_shared<asio::steady_timer>(ctx_.io, timeout + 5s);
+  std::weak_ptr<SessionImpl> weak = weak_from_this();
+  std::weak_ptr<ExecutionImpl> weak_ex = ex;
+  std::weak_ptr<Agent> weak_agent = a;
+  entry.backstop->async_wait([weak, weak_ex, weak_agent](boost::system::error_code ec) {
+    if (ec) return;
+    auto e = weak_ex.lock();
+    auto ag = weak_agent.lock();
+    if (!e || e->done() || !ag) return;
+    e->fail(Status::timeout, Termination::timeout, "the agent did not stop the execution; session restarted");
+    ag->terminate();
+  });
+  {
+    std::lock_guard lock(mutex_);
+    running_.emplace(wire, std::move(entry));
+    executions_.emplace(ex->id(), ex);
+    latest_ = ex;
+    // Keep a bounded history: the oldest finished executions go first.
+    while (executions_.size() > 64) {
+      auto victim = executions_.end();
+      for (auto it = executions_.begin(); it != executions_.end(); ++it) {
+        if (it->second->done() && it->second != latest_ &&
+            (victim == executions_.end() || it->second->wire_id() < victim->second->wire_id()))
+          victim = it;
+      }
+      if (victim == executions_.end()) break;
+      executions_.erase(victim);
+    }
+  }
+  try {
+    a->channel->send(agent::Type::run, wire, text);
+  } catch (const Error&) {
+    ex->fail(Status::failed, Termination::kernel_died, "the session's agent is gone; try again");
+  }
+  return ex;
+}
+
+std::shared_ptr<Execution> SessionImpl::latest() const {
+  std::lock_guard lock(mutex_);
+  return latest_;
+}
+
+std::shared_ptr<Execution> SessionImpl::execution(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = executions_.find(id);
+  if (it == executions_.end()) throw Error(errc::not_found, "no execution " + std::string(id));
+  return it->second;
+}
+
+void SessionImpl::cancel(ExecutionImpl& ex) {
+  std::shared_ptr<Agent> a;
+  {
+    std::lock_guard lock(mutex_);
+    a = agent_;
+  }
+  if (!a) return;
+  try {
+    a->channel->send(agent::Type::cancel, ex.wire_id(), "{}");
+  } catch (const Error&) {
+    ex.fail(Status::killed, Termination::cancelled, "cancelled");
+  }
+}
+
+void SessionImpl::close() {
+  if (status_.exchange(SessionStatus::closed) == SessionStatus::closed) return;
+  std::shared_ptr<Agent> a;
+  {
+    std::lock_guard lock(mutex_);
+    a = agent_;
+  }
+  if (a) {
+    try {
+      a->channel->send(agent::Type::shutdown, 0, "{}");
+    } catch (const Error&) {
+    }
+    // The backend kills whatever is left and undoes its mounts and cgroups.
+    a->terminate();
+    on_agent_lost(a);
+    a->channel->close();
+    a->destroy();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    agent_.reset();
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(spec_.session_dir, ec);
+}
+
+}  // namespace sandbox

@@ -1,0 +1,92 @@
+// The library's local Session: a workspace, an isolation instance with its agent, and the
+// executions it ran.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <mutex>
+
+#include "agent/channel.hpp"
+#include "execution_impl.hpp"
+#include "sandbox/isolation.hpp"
+#include "sandbox/session.hpp"
+
+namespace sandbox {
+
+// What a session needs from the Sandbox that owns it.
+struct SessionContext {
+  boost::asio::io_context& io;
+  isolation::Backend& backend;
+  std::function<void(const Result&)> on_execution_done;  // metrics
+};
+
+class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {
+ public:
+  SessionImpl(SessionContext ctx, std::string id, std::string owner, Limits limits,
+              isolation::LaunchSpec spec);
+  ~SessionImpl() override;
+
+  // Launches the agent and waits for its HELLO; throws what the backend throws.
+  void launch(Language warm);
+  // A pooled session taking on its real identity.
+  void adopt(std::string id, std::string owner);
+
+  const std::string& id() const override { return id_; }
+  const std::string& owner() const override { return owner_; }
+  SessionStatus status() const override { return status_.load(); }
+  const Limits& limits() const override { return limits_; }
+  std::string_view isolation() const override { return ctx_.backend.name(); }
+  std::string placement() const override { return "local"; }
+  std::filesystem::path workspace() const override { return spec_.workspace; }
+  std::chrono::system_clock::time_point created() const override { return created_; }
+  std::chrono::steady_clock::time_point last_used() const override;
+
+  Files& files() override;
+  std::vector<ProcessInfo> processes() override;
+  void kill(int pid, int signal) override;
+  std::shared_ptr<Execution> start(ExecRequest req) override;
+  std::shared_ptr<Execution> latest() const override;
+  std::shared_ptr<Execution> execution(std::string_view id) const override;
+  void close() override;
+
+  void cancel(ExecutionImpl& ex);
+
+ private:
+  struct Agent;  // one launched instance and its channel
+  struct Running {
+    std::shared_ptr<ExecutionImpl> exec;
+    std::shared_ptr<boost::asio::steady_timer> backstop;
+    isolation::Usage usage_before;
+  };
+  void touch();
+  void check_open() const;
+  std::shared_ptr<Agent> agent();  // launches again if the previous agent died
+  std::shared_ptr<Agent> start_agent(Language warm);
+  void on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f);
+  void on_agent_lost(const std::shared_ptr<Agent>& a);
+  std::string request(agent::Type type, const std::string& payload);
+  void refine(Result& r, const isolation::Usage& before);
+
+  SessionContext ctx_;
+  std::string id_, owner_;
+  const Limits limits_;
+  const isolation::LaunchSpec spec_;
+  const std::chrono::system_clock::time_point created_;
+  std::atomic<SessionStatus> status_{SessionStatus::pending};
+  std::atomic<std::int64_t> last_used_ns_{0};
+  std::unique_ptr<Files> files_;
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<Agent> agent_;
+  std::map<std::uint32_t, Running> running_;  // by wire id
+  std::map<std::string, std::shared_ptr<ExecutionImpl>, std::less<>> executions_;
+  std::shared_ptr<ExecutionImpl> latest_;
+  std::map<std::uint32_t, std::promise<std::string>> replies_;
+  std::uint32_t next_wire_id_ = 1;
+};
+
+}  // namespace sandbox

@@ -1,0 +1,286 @@
+"""The libsandbox Python kernel: one persistent interpreter per session (docs/agent.md).
+
+Started by sandbox-agent as `python3 -u kernel.py [--preload m1,m2]` with fd 0 = /dev/null,
+fds 1/2 = output pipes, fd 3 = requests (agent -> kernel), fd 4 = replies (kernel -> agent).
+Each message is a u32 little-endian length followed by JSON. The kernel first replies
+{"ready": true}, then answers each {"code", "stdin"} request with one result object.
+Standard library only; matplotlib is used when present.
+"""
+
+import ast
+import base64
+import fcntl
+import io
+import json
+import linecache
+import os
+import resource
+import struct
+import sys
+import traceback
+import types
+
+CELL = "<cell>"
+
+# The control channel on high, close-on-exec fds: user code that closes or reuses 3/4
+# (or spawns children) does not cut the kernel off from the agent.
+def _hide(fd, at):
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, at)
+    except OSError:
+        return fd
+    os.close(fd)
+    return new
+
+
+def _high_fd():
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = soft if soft != resource.RLIM_INFINITY else 1024
+    return max(10, min(top, 4096) - 16)
+
+
+_HIGH = _high_fd()
+REQ_FD = _hide(3, _HIGH)
+REP_FD = _hide(4, _HIGH + 1)
+# Our own copies of the output pipes, restored after every execution.
+SAVED_OUT = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, _HIGH + 2)
+SAVED_ERR = fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, _HIGH + 3)
+REAL_STDOUT = sys.stdout
+REAL_STDERR = sys.stderr
+
+
+def _read_exact(n):
+    chunks = []
+    while n:
+        try:
+            b = os.read(REQ_FD, n)
+        except InterruptedError:
+            continue
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def receive():
+    head = _read_exact(4)
+    if head is None:
+        return None
+    (length,) = struct.unpack("<I", head)
+    body = _read_exact(length)
+    return None if body is None else json.loads(body)
+
+
+def reply(obj):
+    data = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "replace")
+    buf = struct.pack("<I", len(data)) + data
+    try:
+        view = memoryview(buf)
+        while view:
+            n = os.write(REP_FD, view)
+            view = view[n:]
+    except OSError:
+        os._exit(70)  # the agent cannot hear us any more; dying tells it so
+
+
+# ---------------------------------------------------------------- figures
+
+_images = []
+
+
+def _capture(fig):
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    except Exception as e:  # a broken figure must not fail the user's code
+        print(f"[kernel] could not render figure: {e}", file=sys.stderr)
+        return
+    _images.append({"mime": "image/png", "data": base64.b64encode(buf.getvalue()).decode("ascii")})
+
+
+def _capture_open_figures():
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    for num in list(plt.get_fignums()):
+        fig = plt.figure(num)
+        _capture(fig)
+        plt.close(fig)
+
+
+def _patch_matplotlib():
+    """Make plt.show() and Figure.show() capture PNGs, like a notebook's inline backend."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None and not getattr(plt.show, "_sandbox", False):
+        def show(*args, **kwargs):
+            _capture_open_figures()
+        show._sandbox = True
+        plt.show = show
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None and not getattr(figure.Figure.show, "_sandbox", False):
+        def fig_show(self, *args, **kwargs):
+            _capture(self)
+            p = sys.modules.get("matplotlib.pyplot")
+            if p is not None:
+                p.close(self)
+        fig_show._sandbox = True
+        figure.Figure.show = fig_show
+
+
+class _PyplotHook:
+    """Meta-path finder that patches matplotlib.pyplot right after it is first imported,
+    without importing matplotlib ourselves (costly) when the code never uses it."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        real = spec.loader
+
+        class Loader:
+            def create_module(self, s):
+                return real.create_module(s)
+
+            def exec_module(self, module):
+                real.exec_module(module)
+                _patch_matplotlib()
+
+            def __getattr__(self, attr):
+                return getattr(real, attr)
+
+        spec.loader = Loader()
+        return spec
+
+
+# ---------------------------------------------------------------- execution
+
+namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__doc__": None}
+
+
+def _user_tb(tb):
+    """Skip the kernel's own frames: the traceback starts at the first cell frame."""
+    while tb is not None and tb.tb_frame.f_code.co_filename != CELL:
+        tb = tb.tb_next
+    return tb
+
+
+def _error(exc):
+    if isinstance(exc, SyntaxError):
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, _user_tb(exc.__traceback__)))
+    return {"name": type(exc).__name__, "value": str(exc), "traceback": text}
+
+
+def _rusage():
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    return int(cpu * 1000), max(s.ru_maxrss, c.ru_maxrss) * 1024
+
+
+def _restore_stdio():
+    # User code may have closed or replaced fds 1/2 or sys.stdout/err: undo it for the next run.
+    for saved, fd in ((SAVED_OUT, 1), (SAVED_ERR, 2)):
+        try:
+            os.dup2(saved, fd)
+        except OSError:
+            pass
+    for name, real in (("stdout", REAL_STDOUT), ("stderr", REAL_STDERR)):
+        cur = getattr(sys, name)
+        if cur is not real or real.closed:
+            if real.closed:
+                real = open(1 if name == "stdout" else 2, "w", buffering=1, closefd=False,
+                            encoding="utf-8", errors="backslashreplace")
+                if name == "stdout":
+                    globals()["REAL_STDOUT"] = real
+                else:
+                    globals()["REAL_STDERR"] = real
+            setattr(sys, name, real)
+
+
+def execute(code, stdin_text):
+    del _images[:]
+    sys.stdin = io.StringIO(stdin_text)
+    cpu0, _ = _rusage()
+    out = {"status": "ok", "result": None, "images": _images, "error": None, "exit_code": None}
+    linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
+    try:
+        tree = ast.parse(code, CELL, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, CELL, "exec"), namespace)
+        if last is not None:
+            value = eval(compile(last, CELL, "eval"), namespace)
+            if value is not None:
+                out["result"] = repr(value)
+    except SystemExit as e:
+        code_ = e.code
+        if code_ is None:
+            out["exit_code"] = 0
+        elif isinstance(code_, int):
+            out["exit_code"] = code_
+        else:
+            print(code_, file=sys.stderr)
+            out["exit_code"] = 1
+        if out["exit_code"] != 0:
+            out["status"] = "error"
+            out["error"] = {"name": "SystemExit", "value": str(code_), "traceback": ""}
+    except BaseException as e:  # KeyboardInterrupt too: the kernel lives on
+        out["status"] = "error"
+        out["error"] = _error(e)
+        try:
+            sys.stderr.write(out["error"]["traceback"])
+        except Exception:
+            pass
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    _patch_matplotlib()
+    _capture_open_figures()
+    _restore_stdio()
+    sys.stdin = io.StringIO("")
+    cpu1, rss = _rusage()
+    out["cpu_ms"] = max(0, cpu1 - cpu0)
+    out["cpu_total_ms"] = cpu1
+    out["peak_rss_bytes"] = rss
+    out["images"] = list(_images)
+    return out
+
+
+def main(argv):
+    os.environ.setdefault("MPLBACKEND", "Agg")  # no display, ever; read by matplotlib on import
+    sys.meta_path.insert(0, _PyplotHook())
+    sys.path[0] = ""  # like `python -c`: modules in the workspace (cwd) are importable
+    sys.stdin = io.StringIO("")
+    preload = []
+    if len(argv) >= 2 and argv[0] == "--preload":
+        preload = [m.strip() for m in argv[1].split(",") if m.strip()]
+    for mod in preload:
+        try:
+            __import__(mod)
+        except BaseException as e:  # a missing optional module is not fatal
+            print(f"[kernel] preload {mod} failed: {type(e).__name__}: {e}", file=sys.stderr)
+    if "matplotlib" in sys.modules:
+        try:
+            sys.modules["matplotlib"].use("Agg")
+        except Exception:
+            pass
+        _patch_matplotlib()
+    reply({"ready": True})
+    while True:
+        req = receive()
+        if req is None:
+            return
+        reply(execute(req.get("code", ""), req.get("stdin", "") or ""))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

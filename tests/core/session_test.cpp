@@ -1,0 +1,256 @@
+// The library end to end on the portable `rlimit` backend: real agent, real interpreters.
+#include "sandbox/sandbox.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <thread>
+
+using namespace sandbox;
+using namespace std::chrono_literals;
+
+namespace {
+
+Options rlimit_options() {
+  Options o;
+  o.isolation = "rlimit";
+  o.limits.timeout = 10s;
+  o.preload = {};  // most tests need no matplotlib; the plot test asks for it
+  return o;
+}
+
+template <typename F>
+errc code_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code_value();
+  }
+  return errc::ok;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  Sandbox sb{rlimit_options()};
+  std::shared_ptr<Session> s = sb.create_session({});
+};
+
+}  // namespace
+
+TEST_F(SessionTest, LastExpressionAndStateAcrossExecutions) {
+  Result r = s->run({.code = "x = 20\nx * 2 + 2"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  EXPECT_EQ(r.result, "42");
+  r = s->run({.code = "x + 1"});
+  EXPECT_EQ(r.result, "21") << "state must persist across executions";
+  r = s->run({.code = "x", .fresh = true});
+  EXPECT_EQ(r.status, Status::failed) << "a fresh interpreter has no x";
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->name, "NameError");
+}
+
+TEST_F(SessionTest, ExceptionIsFailedWithNameValueTraceback) {
+  Result r = s->run({.code = "1/0"});
+  EXPECT_EQ(r.status, Status::failed);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->name, "ZeroDivisionError");
+  EXPECT_EQ(r.error->value, "division by zero");
+  EXPECT_NE(r.error->traceback.find("ZeroDivisionError"), std::string::npos);
+}
+
+TEST_F(SessionTest, StdoutStderrAndStdin) {
+  Result r = s->run({.code = "import sys\nprint('out')\nprint('err', file=sys.stderr)\ninput()",
+                     .stdin_text = "typed\n"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  EXPECT_EQ(r.stdout_text, "out\n");
+  EXPECT_EQ(r.stderr_text, "err\n");
+  EXPECT_EQ(r.result, "'typed'");
+}
+
+TEST_F(SessionTest, InputWithoutStdinDoesNotBlock) {
+  Result r = s->run({.code = "input()", .timeout = 5s});
+  EXPECT_EQ(r.status, Status::failed);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->name, "EOFError");
+}
+
+TEST_F(SessionTest, TimeoutKillsAndSessionKeepsWorking) {
+  s->run({.code = "y = 5"});
+  auto t0 = std::chrono::steady_clock::now();
+  Result r = s->run({.code = "import time\ntime.sleep(30)", .timeout = 1s});
+  EXPECT_EQ(r.status, Status::timeout);
+  EXPECT_EQ(r.termination, Termination::timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 6s);
+  r = s->run({.code = "1+1"});
+  EXPECT_EQ(r.status, Status::finished);
+  EXPECT_EQ(r.result, "2");
+  r = s->run({.code = "y"});
+  EXPECT_EQ(r.status, Status::failed) << "the killed kernel's state is gone";
+}
+
+TEST_F(SessionTest, PartialOutputWhileRunning) {
+  auto ex = s->start({.code = "import time\nprint('early', flush=True)\ntime.sleep(2)\nprint('late')"});
+  EXPECT_TRUE(ex->wait_change(0, 0, 5s));
+  Result partial = ex->snapshot();
+  EXPECT_EQ(partial.status, Status::running);
+  EXPECT_EQ(partial.stdout_text, "early\n");
+  Result r = ex->wait();
+  EXPECT_EQ(r.stdout_text, "early\nlate\n");
+  Result page = ex->snapshot({.offset = 6, .limit = 2});
+  EXPECT_EQ(page.stdout_text, "la");
+  EXPECT_EQ(page.stdout_offset, 6u);
+  EXPECT_EQ(page.stdout_total, 11u);
+}
+
+TEST_F(SessionTest, OutputFloodIsCapped) {
+  Result r = s->run({.code = "import sys\nfor i in range(300000): sys.stdout.write('x' * 20)\n"
+                             "for i in range(300000): sys.stderr.write('y' * 20)"});
+  EXPECT_EQ(r.status, Status::finished);
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(r.stdout_text.size(), 1u << 20);
+  EXPECT_EQ(r.stderr_text.size(), 1u << 20);
+}
+
+TEST_F(SessionTest, ShellExitCodeAndBackgroundChildren) {
+  Result r = s->run({.language = Language::shell, .code = "echo hi; exit 3"});
+  EXPECT_EQ(r.status, Status::failed);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.stdout_text, "hi\n");
+  auto t0 = std::chrono::steady_clock::now();
+  r = s->run({.language = Language::shell, .code = "sleep 60 & echo started"});
+  EXPECT_EQ(r.status, Status::finished);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "a background child must not hold the execution";
+  auto procs = s->processes();
+  auto it = std::find_if(procs.begin(), procs.end(), [](auto& p) { return p.cmdline.find("sleep 60") != std::string::npos; });
+  ASSERT_NE(it, procs.end()) << "the background child is a process of the session";
+  s->kill(it->pid);
+  EXPECT_EQ(code_of([&] { s->kill(1); }), errc::not_found);
+  EXPECT_EQ(code_of([&] { s->kill(::getpid()); }), errc::not_found);
+}
+
+TEST_F(SessionTest, NodeResultConsoleAndPromise) {
+  Result r = s->run({.language = Language::nodejs, .code = "[1,2].map(x => x * 2)"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  ASSERT_TRUE(r.result);
+  EXPECT_NE(r.result->find('2'), std::string::npos);
+  EXPECT_NE(r.result->find('4'), std::string::npos);
+  r = s->run({.language = Language::nodejs, .code = "console.log('hi')"});
+  EXPECT_EQ(r.stdout_text, "hi\n");
+  r = s->run({.language = Language::nodejs, .code = "Promise.resolve(5)"});
+  EXPECT_EQ(r.result, "5");
+  r = s->run({.language = Language::nodejs, .code = "throw new TypeError('bad')"});
+  EXPECT_EQ(r.status, Status::failed);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->name, "TypeError");
+}
+
+TEST_F(SessionTest, FilesAreSharedWithCode) {
+  s->files().upload("data/in.txt", "hello");
+  Result r = s->run({.code = "open('data/in.txt').read()"});
+  EXPECT_EQ(r.result, "'hello'");
+  r = s->run({.language = Language::shell, .code = "echo made > out.txt"});
+  EXPECT_EQ(s->files().download("out.txt"), "made\n");
+  EXPECT_EQ(code_of([&] { s->files().upload("data/in.txt", "x"); }), errc::already_exists);
+}
+
+TEST_F(SessionTest, CancelKills) {
+  auto ex = s->start({.language = Language::shell, .code = "sleep 30"});
+  std::this_thread::sleep_for(200ms);
+  ex->cancel();
+  EXPECT_TRUE(ex->wait_for(5s));
+  EXPECT_EQ(ex->status(), Status::killed);
+}
+
+TEST_F(SessionTest, AgentKilledByCodeRecovers) {
+  // Sandboxed code that kills its own agent must not wedge the session.
+  Result r = s->run({.language = Language::shell, .code = "kill -9 $PPID; sleep 5", .timeout = 8s});
+  EXPECT_NE(r.status, Status::finished);
+  r = s->run({.code = "1+1"});
+  EXPECT_EQ(r.result, "2") << to_json(r);
+}
+
+TEST(Plot, FigureCapturedAsPng) {
+  Options o = rlimit_options();
+  o.preload = {"matplotlib"};
+  Sandbox sb(o);
+  auto s = sb.create_session({});
+  Result r = s->run({.code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].mime, "image/png");
+  EXPECT_EQ(r.images[0].data.substr(0, 8), "iVBORw0K");  // base64 of the PNG signature
+  r = s->run({.code = "import matplotlib.pyplot as plt\nplt.figure(); plt.plot([3, 1])"});
+  EXPECT_EQ(r.images.size(), 1u) << "a figure left open is captured at the end";
+}
+
+TEST(SandboxTest, SessionIdsAndLifecycle) {
+  Sandbox sb(rlimit_options());
+  EXPECT_EQ(code_of([&] { sb.create_session({.id = "../etc"}); }), errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { sb.create_session({.id = std::string(65, 'a')}); }), errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { sb.create_session({.id = "a b"}); }), errc::invalid_argument);
+  auto s = sb.create_session({.id = "my-session_1"});
+  EXPECT_EQ(s->id(), "my-session_1");
+  EXPECT_EQ(code_of([&] { sb.create_session({.id = "my-session_1"}); }), errc::already_exists);
+  auto gen = sb.create_session({});
+  EXPECT_EQ(gen->id().size(), 18u);
+  auto ws = s->workspace();
+  EXPECT_TRUE(std::filesystem::exists(ws));
+  Result r = s->run({.language = Language::shell, .code = "sleep 100 & (setsid sleep 101 &) ; echo $$"});
+  auto procs = s->processes();
+  EXPECT_GE(procs.size(), 2u);
+  sb.close_session("my-session_1");
+  EXPECT_FALSE(std::filesystem::exists(ws)) << "teardown removes the workspace";
+  for (auto& p : procs) {
+    // rlimit pids are host pids: every process of the session is gone.
+    std::this_thread::sleep_for(50ms);
+    EXPECT_NE(::kill(p.pid, 0) == 0 && std::filesystem::exists("/proc/" + std::to_string(p.pid)) &&
+                  p.pid != ::getpid(), true)
+        << "pid " << p.pid << " (" << p.cmdline << ") outlived its session";
+  }
+  EXPECT_EQ(code_of([&] { sb.close_session("my-session_1"); }), errc::not_found);
+  EXPECT_EQ(code_of([&] { s->run({.code = "1"}); }), errc::failed_precondition);
+}
+
+TEST(SandboxTest, WarmPoolHandsOutReadySessions) {
+  Options o = rlimit_options();
+  o.warm_pool = 2;
+  Sandbox sb(o);
+  std::this_thread::sleep_for(1500ms);
+  auto s = sb.create_session({.id = "pooled"});
+  EXPECT_EQ(s->id(), "pooled");
+  EXPECT_EQ(s->run({.code = "1+1"}).result, "2");
+}
+
+TEST(LimitsTest, ValidateNamesTheField) {
+  Limits l;
+  l.timeout = 0ms;
+  try {
+    l.validate();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code_value(), errc::invalid_argument);
+    EXPECT_NE(e.message().find("timeout"), std::string::npos);
+  }
+}
+
+TEST(ResultTest, JsonHasDesignFields) {
+  Result r;
+  r.status = Status::failed;
+  r.error = ErrorInfo{"E", "v", "tb"};
+  r.stdout_text = std::string("bad \xff utf8");
+  std::string j = to_json(r, true);
+  for (const char* f : {"\"status\":\"Failed\"", "\"stdout\"", "\"stderr\"", "\"result\":null", "\"images\":[]",
+                        "\"error\":{", "\"exit_code\":null", "\"duration_ms\"", "\"truncated\":false"})
+    EXPECT_NE(j.find(f), std::string::npos) << f << " in " << j;
+  EXPECT_EQ(j.find("execution_id"), std::string::npos);
+}
+
+TEST(ErrorTest, VocabularyRoundTrips) {
+  Error e(errc::not_found, "nope");
+  EXPECT_EQ(e.code(), errc::not_found);
+  EXPECT_EQ(to_string(errc::resource_exhausted), "resource_exhausted");
+  EXPECT_EQ(from_errno(ENOENT), errc::not_found);
+  EXPECT_EQ(from_errno(ENOSPC), errc::resource_exhausted);
+}
