@@ -127,7 +127,9 @@ int run_main(int argc, char** argv) {
   } else {
     std::fwrite(r.stdout_text.data(), 1, r.stdout_text.size(), stdout);
     std::fwrite(r.stderr_text.data(), 1, r.stderr_text.size(), stderr);
-    if (r.error) fmt::print(stderr, "{}{}: {}\n", r.error->traceback, r.error->name, r.error->value);
+    // Kernels echo tracebacks on stderr like a notebook; print the error only if they did not.
+    if (r.error && r.stderr_text.find(r.error->name) == std::string::npos)
+      fmt::print(stderr, "{}{}: {}\n", r.error->traceback, r.error->name, r.error->value);
     if (r.result) fmt::print("{}\n", *r.result);
     for (std::size_t i = 0; i < r.images.size(); ++i)
       fmt::print(stderr, "[image {}: {}, {} bytes base64]\n", i + 1, r.images[i].mime, r.images[i].data.size());

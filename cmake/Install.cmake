@@ -38,7 +38,15 @@ install(FILES ${PROJECT_BINARY_DIR}/sandbox-config.cmake
               ${PROJECT_BINARY_DIR}/sandbox-config-version.cmake
   DESTINATION ${SANDBOX_CMAKE_DIR})
 
-# pkg-config wants paths relative to ${prefix} when they are (GNUInstallDirs may be absolute).
+# A relocatable .pc: ${prefix} is derived from where the file sits, so `cmake --install
+# --prefix <dir>` works without reconfiguring.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(SANDBOX_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH SANDBOX_PC_UP "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+  string(REGEX REPLACE "/$" "" SANDBOX_PC_UP "${SANDBOX_PC_UP}")
+  set(SANDBOX_PC_PREFIX "\${pcfiledir}/${SANDBOX_PC_UP}")
+endif()
 foreach(dir LIBDIR INCLUDEDIR)
   if(IS_ABSOLUTE "${CMAKE_INSTALL_${dir}}")
     set(SANDBOX_PC_${dir} "${CMAKE_INSTALL_${dir}}")

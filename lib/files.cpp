@@ -179,7 +179,9 @@ class WorkspaceWriter final : public FileWriter {
   }
 
   void write(std::string_view chunk) override {
-    if (committed_) throw Error(errc::failed_precondition, "upload already committed");
+    check_open();
+    // A failed write poisons the upload: a partial file must never be committed.
+    failed_ = true;
     if (chunk.size() > limit_ - std::min(written_, limit_)) {
       throw Error(errc::resource_exhausted,
                   fmt::format("upload of {} exceeds the limit of {} bytes", name_, limit_));
@@ -193,10 +195,11 @@ class WorkspaceWriter final : public FileWriter {
       chunk.remove_prefix(static_cast<std::size_t>(n));
       written_ += static_cast<std::uint64_t>(n);
     }
+    failed_ = false;
   }
 
   FileInfo commit() override {
-    if (committed_) throw Error(errc::failed_precondition, "upload already committed");
+    check_open();
     unsigned flags = overwrite_ ? 0 : RENAME_NOREPLACE;
     if (::renameat2(dir_.get(), temp_.c_str(), dir_.get(), leaf_.c_str(), flags) < 0) {
       int err = errno;
@@ -219,6 +222,11 @@ class WorkspaceWriter final : public FileWriter {
   }
 
  private:
+  void check_open() const {
+    if (committed_) throw Error(errc::failed_precondition, fmt::format("upload of {} already committed", name_));
+    if (failed_) throw Error(errc::failed_precondition, fmt::format("upload of {} failed; start again", name_));
+  }
+
   sys::UniqueFd dir_;
   sys::UniqueFd file_;
   std::string temp_;
@@ -228,6 +236,7 @@ class WorkspaceWriter final : public FileWriter {
   bool overwrite_;
   std::uint64_t written_ = 0;
   bool committed_ = false;
+  bool failed_ = false;
 };
 
 class WorkspaceFiles final : public Files {

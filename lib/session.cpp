@@ -39,6 +39,7 @@ struct SessionImpl::Agent {
   std::unique_ptr<isolation::Instance> instance;
   std::shared_ptr<agent::Channel> channel;
   std::promise<void> hello;
+  std::promise<void> gone;  // set when the control socket closes
   bool lost = false;
   std::mutex instance_mutex;  // terminate() may race with close()'s teardown
 
@@ -235,6 +236,7 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a) {
     std::lock_guard lock(mutex_);
     if (a->lost) return;
     a->lost = true;
+    a->gone.set_value();
     if (agent_ == a) agent_.reset();
     running.swap(running_);
     replies.swap(replies_);
@@ -417,9 +419,13 @@ void SessionImpl::close() {
     a = agent_;
   }
   if (a) {
+    // The agent kills every process it knows of, then exits; give it a moment to do so
+    // before the backend's own teardown, which is the guarantee.
     try {
+      auto gone = a->gone.get_future();
       a->channel->send(agent::Type::shutdown, 0, "{}");
-    } catch (const Error&) {
+      gone.wait_for(2s);
+    } catch (const std::exception&) {
     }
     // The backend kills whatever is left and undoes its mounts and cgroups.
     a->terminate();

@@ -16,7 +16,11 @@ py::str text(std::string_view s) {
 PYBIND11_MODULE(_sandbox, m) {
   namespace sp = sandbox::python;
   m.doc() = "Private compiled core of the `sandbox` package (libsandbox). Use `import sandbox`.";
+  // Classes are named after the public package (sandbox.Session, also in signatures), not
+  // after this private module.
+  m.attr("__name__") = "sandbox";
   sp::bind_errors(m);
   sp::bind_results(m);
   sp::bind_sessions(m);
+  m.attr("__name__") = "sandbox._sandbox";
 }

@@ -108,8 +108,7 @@ void bind_results(py::module_& m) {
         return "ErrorInfo(name=" + short_repr(e.name) + ", value=" + short_repr(e.value) + ")";
       });
 
-  py::class_<Result>(m, "Result", R"doc(
-The outcome of one execution: the same object every libsandbox front-end returns.
+  py::class_<Result>(m, "Result", R"doc(The outcome of one execution: the same object every libsandbox front-end returns.
 
 An error in the sandboxed code is not a Python exception: it is a Result whose status is
 Status.FAILED and whose `error` names the exception (or whose `exit_code` is non-zero).

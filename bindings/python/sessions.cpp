@@ -330,8 +330,7 @@ std::string session_repr(const PySession& s) {
 #define SANDBOX_LIMIT_VALUES \
   LimitArgs { timeout, memory, max_processes, disk, max_output, max_upload, cpu_time, open_files, cpus }
 
-constexpr const char* limits_doc = R"doc(
-Limits (None keeps the default):
+constexpr const char* limits_doc = R"doc(Limits (None keeps the default):
     timeout        wall-clock seconds per execution (default 10)
     memory         bytes of memory for the session (default 512 MiB)
     max_processes  processes and threads of the session (default 128)
@@ -381,8 +380,7 @@ void bind_sessions(py::module_& m) {
                std::to_string(f.size) + ", type='" + f.type + "')";
       });
 
-  py::class_<PyFiles>(m, "Files", R"doc(
-A session's workspace (the code's current directory), seen from the host.
+  py::class_<PyFiles>(m, "Files", R"doc(A session's workspace (the code's current directory), seen from the host.
 
 Names are relative paths ("data/a.csv"); absolute paths, ".." and symlinks are refused.)doc")
       .def(
@@ -401,8 +399,7 @@ Names are relative paths ("data/a.csv"); absolute paths, ".." and symlinks are r
             return f.session->files().upload(n, bytes, UploadOptions{.overwrite = overwrite});
           },
           py::arg("name"), py::arg("data"), py::kw_only(), py::arg("overwrite") = false,
-          R"doc(
-Writes `data` (bytes, or str as UTF-8) to the workspace as `name` and returns its FileInfo.
+          R"doc(Writes `data` (bytes, or str as UTF-8) to the workspace as `name` and returns its FileInfo.
 
 Raises AlreadyExistsError if `name` exists (unless overwrite=True), LimitExceededError over
 the upload or disk limit, InvalidArgumentError for a bad name.)doc")
@@ -471,11 +468,10 @@ the upload or disk limit, InvalidArgumentError for a bad name.)doc")
       });
 
   py::class_<OutputStream>(m, "OutputStream", "Iterator over an execution's output as it comes.")
-      .def("__iter__", [](py::object self) { return self; })
+      .def("__iter__", [](OutputStream& s) -> OutputStream& { return s; }, py::return_value_policy::reference)
       .def("__next__", &OutputStream::next);
 
-  py::class_<PyExecution>(m, "Execution", R"doc(
-One run of code in a session, observed while it runs. Made by Session.start().
+  py::class_<PyExecution>(m, "Execution", R"doc(One run of code in a session, observed while it runs. Made by Session.start().
 
     ex = s.start("import time\nfor i in range(3):\n    print(i); time.sleep(1)")
     for chunk in ex.stream():      # output as it comes
@@ -507,14 +503,12 @@ One run of code in a session, observed while it runs. Made by Session.start().
       .def_property_readonly("result", &PyExecution::snapshot,
                              "The Result as it stands: status RUNNING and the output so far while "
                              "it runs, the final Result afterwards.")
-      .def("wait", &PyExecution::wait, py::arg("timeout") = py::none(), R"doc(
-Blocks until the execution ends and returns its Result.
+      .def("wait", &PyExecution::wait, py::arg("timeout") = py::none(), R"doc(Blocks until the execution ends and returns its Result.
 
 timeout: seconds to wait at most (None: no limit); raises sandbox.TimeoutError if it is still
 running then (the execution keeps running; its own limit is the session's timeout).)doc")
       .def(
-          "stream", [](const PyExecution& e) { return OutputStream(e); }, R"doc(
-An iterator of OutputChunk: new stdout/stderr text as the code produces it, ending when the
+          "stream", [](const PyExecution& e) { return OutputStream(e); }, R"doc(An iterator of OutputChunk: new stdout/stderr text as the code produces it, ending when the
 execution ends. Waits with the GIL released.)doc")
       .def(
           "cancel",
@@ -530,8 +524,7 @@ execution ends. Waits with the GIL released.)doc")
       });
 
   // ---- sessions ---------------------------------------------------------------------------
-  std::string session_doc = std::string(R"doc(
-An isolated place where code runs: a workspace, a stateful Python kernel, Node.js, a shell.
+  std::string session_doc = std::string(R"doc(An isolated place where code runs: a workspace, a stateful Python kernel, Node.js, a shell.
 
     with sandbox.Session(timeout=10) as s:
         r = s.run("x = 6\nx * 7")       # Result(status=Finished, result='42', ...)
@@ -545,6 +538,7 @@ is closed by `with`, by close(), or when it is garbage-collected.
 
 id: the session id ([A-Za-z0-9_-]{1,64}); None generates one.
 language: the kernel to warm first ("python", "nodejs" or "shell").
+
 )doc") + limits_doc;
 
   py::class_<PySession>(m, "Session", session_doc.c_str())
@@ -571,8 +565,7 @@ language: the kernel to warm first ("python", "nodejs" or "shell").
       .def_property_readonly("files", [](const PySession& s) { return PyFiles{s.sandbox, s.session}; },
                              "The session's workspace: upload, download, list, stat, delete.")
       .def("run", &PySession::run, py::arg("code"), py::arg("language") = "python", py::kw_only(),
-           py::arg("stdin") = "", py::arg("timeout") = py::none(), py::arg("fresh") = false, R"doc(
-Runs `code` and waits for its Result.
+           py::arg("stdin") = "", py::arg("timeout") = py::none(), py::arg("fresh") = false, R"doc(Runs `code` and waits for its Result.
 
 language: "python" (default; state persists across runs, like a notebook), "nodejs" or
     "shell".
@@ -603,13 +596,12 @@ cancels the execution.)doc")
       .def("close", &PySession::close,
            "Kills everything in the session and removes its workspace. Later calls raise "
            "FailedPreconditionError or NotFoundError.")
-      .def("__enter__", [](py::object self) { return self; })
+      .def("__enter__", [](PySession& s) -> PySession& { return s; }, py::return_value_policy::reference)
       .def("__exit__", [](PySession& s, const py::args&) { s.close(); })
       .def("__repr__", &session_repr);
 
   // ---- Sandbox ----------------------------------------------------------------------------
-  std::string sandbox_doc = std::string(R"doc(
-The owner of sessions: their state directory, isolation backend and default limits.
+  std::string sandbox_doc = std::string(R"doc(The owner of sessions: their state directory, isolation backend and default limits.
 
     with sandbox.Sandbox(state_dir="/tmp/sb", isolation="rlimit", timeout=30) as sb:
         s = sb.session()
@@ -624,6 +616,7 @@ runtime_dir: where sandbox-agent and the kernels live (None: $SANDBOX_RUNTIME_DI
 warm_pool: ready sessions kept in reserve, so that new sessions start at once.
 max_sessions: more open sessions raise LimitExceededError.
 The limit arguments set the defaults of its sessions.
+
 )doc") + limits_doc;
 
   py::class_<Sandbox, SandboxPtr>(m, "Sandbox", sandbox_doc.c_str())
@@ -679,7 +672,7 @@ The limit arguments set the defaults of its sessions.
             close_all(sb);
           },
           "Closes every session of this Sandbox.")
-      .def("__enter__", [](py::object self) { return self; })
+      .def("__enter__", [](const SandboxPtr& sb) { return sb; })
       .def("__exit__",
            [](const SandboxPtr& sb, const py::args&) {
              nogil release;
@@ -716,12 +709,6 @@ The limit arguments set the defaults of its sessions.
   m.def(
       "_set_packaged_runtime_dir", [](std::filesystem::path p) { packaged_runtime_dir = std::move(p); },
       "Set by the package when it carries its own runtime (pip install).");
-
-  // Classes print as sandbox.Session, not sandbox._sandbox.Session.
-  for (const char* name : {"Image", "ErrorInfo", "Result", "FileInfo", "Files", "Process", "OutputChunk",
-                           "OutputStream", "Execution", "Session", "Sandbox"}) {
-    m.attr(name).attr("__module__") = "sandbox";
-  }
 }
 
 }  // namespace sandbox::python

@@ -75,7 +75,7 @@ class Server {
   // Stops accepting, lets in-flight requests finish (up to drain_timeout), closes idle
   // connections and joins the threads. Idempotent.
   void stop();
-  // start(), serve until SIGINT or SIGTERM, stop(), then close every session.
+  // start() (unless already started), serve until SIGINT or SIGTERM, stop(), then close every session.
   void run();
 
  private:

@@ -870,13 +870,9 @@ void Agent::on_kernel_reply(Kernel& k) {
     if (!alive(self)) return;
   }
   k.inbuf.erase(0, pos);
-  if (eof && k.pid > 0) {
-    // The kernel closed its reply channel yet lives on: it cannot serve us any more.
-    kill_tree(k.pid, k.pid);
-    kernel_pids_.erase(k.pid);
-    k.pid = -1;
-    kernel_lost(k, std::string("the ") + lang_name(k.lang) + " kernel closed its control channel");
-  } else if (eof) {
+  if (eof) {
+    // The kernel exits when it cannot answer (kernel.py/kernel.js), so its SIGCHLD follows
+    // and tells why; a hung one is caught by the execution's timeout.
     unwatch(k.rep_tok);
     k.rep.reset();
   }

@@ -256,6 +256,7 @@ TEST_F(FilesTest, OversizedUploadsAreRefusedAndLeaveNothing) {
   auto w = files_->open_upload("big", {}, 10);
   w->write(std::string(kLimit, 'x'));
   EXPECT_EQ(code_of([&] { w->write("y"); }), errc::resource_exhausted);
+  EXPECT_EQ(code_of([&] { w->commit(); }), errc::failed_precondition);  // never a partial file
   w.reset();
   EXPECT_TRUE(raw_entries(ws_).empty());
 

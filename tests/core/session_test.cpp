@@ -92,8 +92,12 @@ TEST_F(SessionTest, TimeoutKillsAndSessionKeepsWorking) {
 
 TEST_F(SessionTest, PartialOutputWhileRunning) {
   auto ex = s->start({.code = "import time\nprint('early', flush=True)\ntime.sleep(2)\nprint('late')"});
-  EXPECT_TRUE(ex->wait_change(0, 0, 5s));
+  // print() may arrive as two writes: wait for the whole line.
   Result partial = ex->snapshot();
+  for (int i = 0; i < 50 && partial.stdout_text != "early\n"; ++i) {
+    ex->wait_change(partial.stdout_text.size(), 0, 100ms);
+    partial = ex->snapshot();
+  }
   EXPECT_EQ(partial.status, Status::running);
   EXPECT_EQ(partial.stdout_text, "early\n");
   Result r = ex->wait();

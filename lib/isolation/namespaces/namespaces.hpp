@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct MountStep {
   unsigned long flags = 0;
   bool writable = false;
   bool is_file = false;  // bind of a file: the mount point is an empty file, not a dir
+  bool optional = false; // skipped when the source or target does not exist
 };
 
 struct Rlimit {
@@ -102,6 +104,21 @@ void init_ns_from_parent(pid_t child);
 namespace mount {
 // The steps that build the new root for `spec` (host paths probed now, in the parent).
 std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root);
+
+// The workspace quota: a size-limited tmpfs mounted on the host at spec.workspace, owned
+// by host_uid, for as long as this object lives. Contents are gone when it is unmounted.
+class Workspace {
+ public:
+  Workspace(const std::filesystem::path& dir, std::uint64_t disk_bytes);
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+ private:
+  std::filesystem::path dir_;
+};
+
+// Unmounts every mount at or below `dir` (a crashed run's workspaces). Returns how many.
+int remove_stale(const std::filesystem::path& dir) noexcept;
 }
 namespace seccomp {
 // The filters, compiled once per process (libseccomp -> BPF in memory).

@@ -1,0 +1,114 @@
+// sandboxctl serve: the HTTP server (sandbox::server) over a Sandbox, until SIGINT/SIGTERM.
+#include <fmt/core.h>
+#include <sys/resource.h>
+
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "commands.hpp"
+#include "sandbox/sandbox.hpp"
+#include "sandbox/server.hpp"
+
+namespace sandbox::cli {
+namespace {
+
+constexpr const char* serve_usage = R"(usage: sandboxctl serve [options]
+
+Serve the HTTP API (docs/http.md) until SIGINT or SIGTERM, then drain in-flight requests
+and close every session.
+
+  --listen HOST:PORT   address to listen on (default 127.0.0.1:8080; [::1]:8080 for IPv6)
+  --state-dir DIR      where sessions live (default: a private temporary directory)
+  --isolation NAME     runsc | namespaces | rlimit (default: the strongest this host has)
+  --token-file FILE    bearer tokens, one per line (`name:token`); required beyond loopback
+  --no-auto-create     a seed route on an unknown session id answers 404 instead of creating it
+  --idle-timeout S     close sessions unused for S seconds (default 1800; 0 = never)
+  --lifetime S         close sessions S seconds after creation (default 0 = never)
+  --timeout S          default (and maximum) execution timeout in seconds (default 10)
+  --memory MB          session memory limit in MiB (default 512)
+  --warm-pool N        keep N ready sessions in reserve (default 0)
+  --threads N          I/O threads (default 2)
+  --quiet              no request log on stderr
+  --help               this text
+)";
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  throw Error(errc::invalid_argument, msg + " (see sandboxctl serve --help)");
+}
+
+std::uint64_t number(std::string_view flag, std::string_view v) {
+  std::uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (v.empty() || ec != std::errc{} || p != v.data() + v.size())
+    usage_error(fmt::format("{} wants a non-negative integer, not '{}'", flag, v));
+  return out;
+}
+
+void split_listen(std::string_view v, server::Options& o) {
+  auto colon = v.rfind(':');
+  if (colon == std::string_view::npos) usage_error("--listen wants HOST:PORT");
+  std::string_view host = v.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host.empty()) usage_error("--listen wants HOST:PORT");
+  auto port = number("--listen", v.substr(colon + 1));
+  if (port > 65535) usage_error("--listen: port out of range");
+  o.host = std::string(host);
+  o.port = static_cast<std::uint16_t>(port);
+}
+
+// Thousands of idle keep-alive connections each hold a descriptor: use the hard limit.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+int serve_main(int argc, char** argv) {
+  Options so;
+  server::Options o;
+  o.host = "127.0.0.1";
+  o.port = 8080;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&]() -> std::string_view {
+      if (i + 1 >= argc) usage_error(fmt::format("{} wants a value", a));
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      fmt::print("{}", serve_usage);
+      return 0;
+    } else if (a == "--listen") split_listen(value(), o);
+    else if (a == "--state-dir") so.state_dir = std::string(value());
+    else if (a == "--isolation") so.isolation = std::string(value());
+    else if (a == "--token-file") o.token_file = std::string(value());
+    else if (a == "--no-auto-create") o.auto_create = false;
+    else if (a == "--idle-timeout") o.idle_timeout = std::chrono::seconds(number(a, value()));
+    else if (a == "--lifetime") o.lifetime = std::chrono::seconds(number(a, value()));
+    else if (a == "--timeout") so.limits.timeout = std::chrono::seconds(number(a, value()));
+    else if (a == "--memory") so.limits.memory_bytes = number(a, value()) << 20;
+    else if (a == "--warm-pool") so.warm_pool = number(a, value());
+    else if (a == "--threads") o.io_threads = std::max<std::uint64_t>(1, number(a, value()));
+    else if (a == "--quiet") o.quiet = true;
+    else usage_error(fmt::format("unknown option '{}'", a));
+  }
+  so.limits.validate();
+  raise_fd_limit();
+  Sandbox sb(so);
+  server::Server srv(sb, o);
+  // Printed before serving, so scripts can wait for this line (and learn an ephemeral port).
+  srv.start();
+  fmt::print(stderr, "sandboxctl serve: listening on {} (isolation {}{})\n", srv.url(),
+             sb.isolation(), o.token_file.empty() ? ", no auth" : ", bearer tokens");
+  std::fflush(stderr);
+  srv.run();
+  return 0;
+}
+
+}  // namespace sandbox::cli

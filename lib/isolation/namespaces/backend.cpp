@@ -1,0 +1,293 @@
+// The namespaces backend: the agent as init of fresh user/pid/mount/net/ipc/uts/cgroup
+// namespaces, in its own cgroup, in a read-only root, without capabilities, under seccomp.
+//
+// launch() in the parent: workspace quota mounted, plan built, cgroup made, clone(), child
+// added to the cgroup and its ids mapped, child released; then contain.cpp runs in the
+// child and either execs the agent (the sync socket closes: EOF) or names the failed step.
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "isolation/backends.hpp"
+#include "isolation/namespaces/cgroup.hpp"
+#include "isolation/namespaces/namespaces.hpp"
+#include "sandbox/error.hpp"
+#include "sys/fd.hpp"
+
+namespace sandbox::isolation {
+namespace {
+namespace fs = std::filesystem;
+using namespace ns;
+
+constexpr int clone_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                            CLONE_NEWIPC | CLONE_NEWUTS;
+constexpr std::size_t stack_size = 256 * 1024;
+
+// The cgroup layout and seccomp filter, looked up once per process.
+struct Host {
+  cgroup::Layout layout = cgroup::Layout::detect();
+  int cap_last = capabilities::last_cap();
+};
+const Host& host() {
+  static const Host h;
+  return h;
+}
+
+// The cloned child: SIGKILLed (through its pidfd, so never a recycled pid) and reaped.
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    kill();
+    wait();
+  }
+  void adopt(pid_t pid) {
+    pid_ = pid;
+    pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  }
+  pid_t pid() const { return pid_; }
+  void kill() const noexcept {
+    if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    else if (pid_ > 0 && !reaped_) ::kill(pid_, SIGKILL);
+  }
+  void wait() noexcept {
+    std::lock_guard lock(mu_);
+    if (pid_ <= 0 || reaped_) return;
+    while (::waitpid(pid_, nullptr, __WALL) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  sys::UniqueFd pidfd_;
+  std::mutex mu_;
+  bool reaped_ = false;
+};
+
+// A mapped stack for clone(); the child gets its own copy (no CLONE_VM).
+struct Stack {
+  void* base = ::mmap(nullptr, stack_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  ~Stack() {
+    if (base != MAP_FAILED) ::munmap(base, stack_size);
+  }
+  void* top() const { return static_cast<char*>(base) + stack_size; }
+};
+
+class NamespacesInstance final : public Instance {
+ public:
+  ~NamespacesInstance() override {
+    terminate();
+    child_.wait();  // the agent was init: its death took the whole pid namespace along
+    cgroup_.reset();
+    workspace_.reset();
+    if (!new_root_.empty()) ::rmdir(new_root_.c_str());
+  }
+
+  int control_fd() const override { return control_.get(); }
+  pid_t host_pid() const override { return child_.pid(); }
+  std::string workspace_inside() const override { return ns::workspace_inside; }
+  std::optional<std::pair<uid_t, gid_t>> file_owner() const override {
+    return std::pair{host_uid, host_gid};
+  }
+  Usage usage() const override { return cgroup_ ? cgroup_->usage() : Usage{}; }
+  void terminate() override {
+    if (cgroup_) cgroup_->kill_all();
+    child_.kill();
+  }
+
+  // Filled in by launch(), in this order; destroyed in reverse by the destructor.
+  fs::path new_root_;
+  std::unique_ptr<mount::Workspace> workspace_;
+  std::unique_ptr<cgroup::Cgroup> cgroup_;
+  Child child_;
+  sys::UniqueFd control_;
+};
+
+// "<server pid>.<n>.<session id>": unique across servers sharing the host, and recover()
+// can tell a dead server's cgroups from a live one's.
+std::string cgroup_name(const std::string& session_id) {
+  static std::atomic<unsigned> counter{0};
+  std::string safe;
+  for (char c : session_id.substr(0, 64))
+    safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  return std::to_string(::getpid()) + "." + std::to_string(counter++) + "." + safe;
+}
+
+errc classify(int err) {
+  switch (err) {
+    case EPERM: case EACCES: case ENOSYS: case EOPNOTSUPP: case EINVAL: return errc::unavailable;
+    default: {
+      auto e = from_errno(err);
+      return e == errc::resource_exhausted ? e : errc::internal;
+    }
+  }
+}
+
+// Waits for the child to exec (EOF on the sync socket) or to report its failing step.
+void await_exec(int sync_fd) {
+  pollfd p{sync_fd, POLLIN, 0};
+  int rc;
+  while ((rc = ::poll(&p, 1, 10'000)) < 0 && errno == EINTR) {
+  }
+  if (rc == 0) throw Error(errc::timeout, "namespaces: the agent did not start within 10 s");
+  ChildFailure f{};
+  ssize_t n;
+  while ((n = ::read(sync_fd, &f, sizeof f)) < 0 && errno == EINTR) {
+  }
+  if (n == 0) return;  // exec closed the child's end
+  if (n != static_cast<ssize_t>(sizeof f))
+    throw Error(errc::internal, "namespaces: the child died during setup");
+  f.step[sizeof f.step - 1] = '\0';
+  throw Error(classify(f.err),
+              std::string("namespaces: ") + f.step + ": " + std::strerror(f.err));
+}
+
+class NamespacesBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "namespaces"; }
+
+  Support probe() const override {
+    std::call_once(probed_, [this] { support_ = run_probe(); });
+    return support_;
+  }
+
+  Containment containment() const override {
+    return {
+        {"host files (read-only root of system dirs and an /etc subset)",
+         "other sessions' files and processes", "network (loopback only)",
+         "memory, processes and CPU (cgroup)", "workspace size (tmpfs quota)",
+         "privilege (unprivileged uid, no capabilities, no_new_privs)",
+         "dangerous syscalls (seccomp, stricter than Docker's default)",
+         "hostname, IPC objects, cgroup view"},
+        {"kernel bugs reachable through allowed syscalls (shared kernel)",
+         "CPU cache and timing side channels", "disk I/O bandwidth"},
+    };
+  }
+
+  std::unique_ptr<Instance> launch(const LaunchSpec& spec) override {
+    auto support = probe();
+    if (!support.available) throw Error(errc::unavailable, "namespaces: " + support.reason);
+    if (spec.workspace.empty() || spec.runtime_dir.empty())
+      throw Error(errc::invalid_argument, "namespaces: workspace and runtime_dir are required");
+
+    auto inst = std::make_unique<NamespacesInstance>();
+    inst->new_root_ = (spec.session_dir.empty() ? fs::path("/mnt") : spec.session_dir / ".root");
+    if (!spec.session_dir.empty() && ::mkdir(inst->new_root_.c_str(), 0700) != 0 && errno != EEXIST)
+      throw_syscall("mkdir", errno, inst->new_root_.string());
+    if (spec.session_dir.empty()) inst->new_root_.clear();  // nothing of ours to remove
+    const std::string root = spec.session_dir.empty() ? "/mnt" : (spec.session_dir / ".root").string();
+
+    inst->workspace_ = std::make_unique<mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
+
+    ChildPlan plan;
+    plan.new_root = root;
+    plan.mounts = mount::plan(spec, root);
+    plan.rlimits = rlimits::plan(spec.limits);
+    plan.cap_last = host().cap_last;
+    plan.seccomp = &seccomp::filter();
+    plan.personality = &seccomp::personality_filter();
+    plan.agent = std::string(runtime_inside) + "/sandbox-agent";
+    plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
+    plan.env = agent_environment(ns::workspace_inside);
+    for (auto& a : plan.argv) plan.argv_ptrs.push_back(a.data());
+    plan.argv_ptrs.push_back(nullptr);
+    for (auto& e : plan.env) plan.env_ptrs.push_back(e.data());
+    plan.env_ptrs.push_back(nullptr);
+
+    inst->cgroup_ = cgroup::Cgroup::create(host().layout, cgroup_name(spec.session_id),
+                                           cgroup::from(spec.limits));
+
+    auto [control_host, control_child] = sys::socket_pair();
+    auto [sync_parent, sync_child] = sys::socket_pair();
+    plan.control_fd = control_child.get();
+    plan.sync_fd = sync_child.get();
+
+    Stack stack;
+    if (stack.base == MAP_FAILED) throw_syscall("mmap", errno, "clone stack");
+    pid_t pid = ::clone(contain, stack.top(), clone_flags | SIGCHLD, &plan);
+    if (pid < 0) throw Error(classify(errno), std::string("namespaces: clone: ") + std::strerror(errno));
+    inst->child_.adopt(pid);
+    control_child.reset();
+    sync_child.reset();
+
+    try {
+      inst->cgroup_->add(pid);
+    } catch (const Error& e) {
+      throw Error(e.code_value(), "namespaces: joining the cgroup: " + e.message());
+    }
+    try {
+      user::init_ns_from_parent(pid);
+    } catch (const Error& e) {
+      throw Error(errc::unavailable, "namespaces: uid/gid map: " + e.message());
+    }
+    char go = 1;
+    if (::write(sync_parent.get(), &go, 1) != 1) throw_syscall("write", errno, "release child");
+    await_exec(sync_parent.get());
+
+    inst->control_ = std::move(control_host);
+    return inst;
+  }
+
+  void recover(const fs::path& state_dir) override {
+    // Cgroups of servers that are gone ("<pid>.<n>.<sid>" with no such pid).
+    for (auto& root : host().layout.roots()) {
+      std::error_code ec;
+      for (auto& entry : fs::directory_iterator(root, ec)) {
+        auto name = entry.path().filename().string();
+        pid_t owner = 0;
+        try {
+          owner = static_cast<pid_t>(std::stol(name.substr(0, name.find('.'))));
+        } catch (...) {
+          continue;
+        }
+        if (owner > 0 && owner != ::getpid() && ::kill(owner, 0) != 0 && errno == ESRCH)
+          cgroup::remove_stale(entry.path());
+      }
+    }
+    if (!state_dir.empty()) mount::remove_stale(state_dir);
+  }
+
+ private:
+  static Support run_probe() {
+    const auto& h = host();
+    if (h.layout.version == 0) return {false, h.layout.reason};
+    try {
+      (void)seccomp::filter();
+    } catch (const Error& e) {
+      return {false, e.message()};
+    }
+    // Can we make the namespaces at all? A child that exits at once.
+    Stack stack;
+    if (stack.base == MAP_FAILED) return {false, "mmap failed"};
+    pid_t pid = ::clone([](void*) -> int { ::_exit(0); }, stack.top(),
+                        clone_flags | CLONE_NEWCGROUP | SIGCHLD, nullptr);
+    if (pid < 0) return {false, std::string("clone(CLONE_NEWUSER|...): ") + std::strerror(errno)};
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return {true, h.layout.reason};
+  }
+
+  mutable std::once_flag probed_;
+  mutable Support support_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_namespaces_backend() { return std::make_unique<NamespacesBackend>(); }
+
+}  // namespace sandbox::isolation

@@ -1,0 +1,303 @@
+// The mount namespace: a new root that holds only what the interpreters need, read-only,
+// plus private scratch space, a fresh /proc, a minimal /dev and the workspace.
+//
+// The parent plans every step (it may stat, glob and allocate); the child executes the
+// list, pivots into it and detaches the host's tree.
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "isolation/namespaces/namespaces.hpp"
+#include "sandbox/error.hpp"
+
+namespace sandbox::isolation::ns::mount {
+namespace fs = std::filesystem;
+using Kind = MountStep::Kind;
+
+namespace {
+
+constexpr unsigned long kSafe = MS_NOSUID | MS_NODEV;
+
+// Host paths the interpreters need, bound read-only at the same path. Symlinks (merged
+// /usr: /bin -> usr/bin) are recreated as symlinks.
+const char* const system_paths[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+// A subset of /etc: the loader, time zone, TLS roots, Python and matplotlib config, fonts.
+// No passwd/shadow/group from the host: small ones are written below.
+const char* const etc_globs[] = {
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/localtime", "/etc/timezone", "/etc/ssl", "/etc/ca-certificates", "/etc/python3*",
+    "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/gai.conf",
+};
+const char* const dev_nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+// /proc entries that reveal or poke the host kernel: covered by an empty read-only tmpfs
+// (directories) or /dev/null (files).
+const char* const proc_dirs[] = {"sys", "irq", "bus", "fs", "acpi", "scsi", "driver", "sysvipc"};
+const char* const proc_files[] = {"sysrq-trigger", "kcore", "keys", "timer_list", "sched_debug",
+                                  "latency_stats", "kallsyms", "kmsg", "config.gz"};
+
+class Planner {
+ public:
+  explicit Planner(std::string root) : root_(std::move(root)) {}
+
+  void mkdirs(const fs::path& inside) {
+    fs::path p = "/";
+    for (auto& part : inside.relative_path()) {
+      p /= part;
+      if (made_.insert(p.string()).second) add({Kind::mkdir, "", at(p)});
+    }
+  }
+  // Host `source` at `inside`: a symlink stays a symlink, a dir or file is bound.
+  void host(const fs::path& source, const fs::path& inside, bool writable = false) {
+    struct stat st;
+    if (::lstat(source.c_str(), &st) != 0) return;
+    mkdirs(inside.parent_path());
+    if (S_ISLNK(st.st_mode)) {
+      std::error_code ec;
+      auto link = fs::read_symlink(source, ec);
+      if (!ec) add({Kind::symlink, link.string(), at(inside)});
+      return;
+    }
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return;
+    if (S_ISDIR(st.st_mode)) made_.insert(inside.string());
+    MountStep s{Kind::bind, source.string(), at(inside)};
+    s.flags = kSafe;
+    s.writable = writable;
+    s.is_file = !S_ISDIR(st.st_mode);
+    add(std::move(s));
+  }
+  void tmpfs(const fs::path& inside, std::string options, unsigned long flags) {
+    mkdirs(inside);
+    MountStep s{Kind::tmpfs, "tmpfs", at(inside), std::move(options)};
+    s.flags = flags;
+    add(std::move(s));
+  }
+  void file(const fs::path& inside, std::string contents) {
+    mkdirs(inside.parent_path());
+    add({Kind::file, "", at(inside), std::move(contents)});
+  }
+  void link(const fs::path& inside, std::string to) {
+    mkdirs(inside.parent_path());
+    add({Kind::symlink, std::move(to), at(inside)});
+  }
+  void add(MountStep s) { steps_.push_back(std::move(s)); }
+  std::string at(const fs::path& inside) const { return root_ + inside.string(); }
+  std::vector<MountStep> take() { return std::move(steps_); }
+
+ private:
+  std::string root_;
+  std::set<std::string> made_;
+  std::vector<MountStep> steps_;
+};
+
+std::vector<std::string> expand(const char* pattern) {
+  std::vector<std::string> out;
+  glob_t g{};
+  if (::glob(pattern, GLOB_NOSORT, nullptr, &g) == 0)
+    for (std::size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  ::globfree(&g);
+  return out;
+}
+
+}  // namespace
+
+std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root) {
+  Planner p(new_root);
+  const auto disk = std::to_string(spec.limits.disk_bytes);
+  const auto inodes = std::to_string(std::max<std::uint64_t>(1024, spec.limits.disk_bytes / 8192));
+
+  // The skeleton root: a small tmpfs, made read-only once every mount point exists.
+  {
+    MountStep root{Kind::tmpfs, "tmpfs", new_root, "size=1m,nr_inodes=4096,mode=0755"};
+    root.flags = kSafe;
+    p.add(std::move(root));
+  }
+  for (const char* path : system_paths) p.host(path, path);
+  p.mkdirs("/etc");
+  for (const char* pattern : etc_globs)
+    for (auto& path : expand(pattern)) p.host(path, path);
+  // Interpreters outside the bound system dirs (a venv, /opt/...) are bound by file.
+  for (const auto& exe : {spec.interpreters.python, spec.interpreters.node, spec.interpreters.shell}) {
+    bool covered = std::any_of(std::begin(system_paths), std::end(system_paths), [&](const char* d) {
+      auto rel = exe.lexically_relative(d);
+      return !rel.empty() && *rel.begin() != "..";
+    });
+    if (!covered && exe.is_absolute()) p.host(exe, exe);
+  }
+  p.file("/etc/passwd", "sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n"
+                        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  p.file("/etc/group", "sandbox:x:1000:\nnogroup:x:65534:\n");
+  p.file("/etc/hostname", std::string(hostname) + "\n");
+  p.file("/etc/hosts", std::string("127.0.0.1 localhost ") + hostname + "\n::1 localhost\n");
+
+  // The runtime (agent, kernels, node_modules) read-only; the workspace read-write.
+  p.host(spec.runtime_dir, runtime_inside);
+  p.host(spec.workspace, workspace_inside, /*writable=*/true);
+
+  // Private scratch space, sized; its pages are charged to the session's memory cgroup.
+  p.tmpfs("/tmp", "size=" + disk + ",nr_inodes=" + inodes + ",mode=1777", kSafe);
+
+  // Minimal /dev: device nodes bound from the host (a user namespace cannot mknod).
+  p.tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", MS_NOSUID | MS_NOEXEC);
+  for (const char* node : dev_nodes) {
+    fs::path host = fs::path("/dev") / node;
+    if (!fs::exists(host)) continue;
+    MountStep s{Kind::bind, host.string(), p.at(host)};
+    s.flags = MS_NOSUID | MS_NOEXEC;  // no nodev: these are devices
+    s.writable = true;
+    s.is_file = true;
+    p.add(std::move(s));
+  }
+  p.link("/dev/fd", "/proc/self/fd");
+  p.link("/dev/stdin", "/proc/self/fd/0");
+  p.link("/dev/stdout", "/proc/self/fd/1");
+  p.link("/dev/stderr", "/proc/self/fd/2");
+  p.tmpfs("/dev/shm", "size=" + disk + ",nr_inodes=" + inodes + ",mode=1777",
+          kSafe | MS_NOEXEC);
+  p.add({Kind::remount_ro, "", p.at("/dev"), "", MS_NOSUID | MS_NOEXEC});
+
+  // A /proc of the new pid namespace, its host-facing corners covered.
+  p.mkdirs("/proc");
+  p.add({Kind::proc, "proc", p.at("/proc"), "", kSafe | MS_NOEXEC});
+  for (const char* dir : proc_dirs) {
+    MountStep s{Kind::tmpfs, "tmpfs", p.at(fs::path("/proc") / dir), "size=4k,nr_inodes=1,mode=0555"};
+    s.flags = kSafe | MS_NOEXEC | MS_RDONLY;
+    s.optional = true;
+    p.add(std::move(s));
+  }
+  for (const char* file : proc_files) {
+    MountStep s{Kind::bind, "/dev/null", p.at(fs::path("/proc") / file)};
+    s.flags = kSafe | MS_NOEXEC;
+    s.is_file = true;
+    s.optional = true;
+    p.add(std::move(s));
+  }
+
+  p.add({Kind::remount_ro, "", new_root, "", kSafe});
+  return p.take();
+}
+
+// ---- child side ----
+namespace {
+
+// Flags the kernel locked on a mount made in a more privileged namespace: a remount that
+// drops any of them fails with EPERM, so they are carried over.
+unsigned long locked_flags(const char* path) {
+  struct statfs st;
+  if (::statfs(path, &st) != 0) return 0;
+  unsigned long keep = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME |
+                       MS_NODIRATIME | MS_RELATIME;
+  return static_cast<unsigned long>(st.f_flags) & keep;  // ST_* == MS_* for these bits
+}
+
+bool make_dir(const char* path) { return ::mkdir(path, 0755) == 0 || errno == EEXIST; }
+
+bool make_file(const char* path) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return errno == EEXIST;
+  ::close(fd);
+  return true;
+}
+
+bool run(const MountStep& s) {
+  const char* target = s.target.c_str();
+  switch (s.kind) {
+    case Kind::mkdir:
+      return make_dir(target);
+    case Kind::symlink:
+      return ::symlink(s.source.c_str(), target) == 0;
+    case Kind::file: {
+      int fd = ::open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) return false;
+      bool ok = ::write(fd, s.data.data(), s.data.size()) == static_cast<ssize_t>(s.data.size());
+      ::close(fd);
+      return ok;
+    }
+    case Kind::tmpfs:
+      if (!s.optional && !make_dir(target)) return false;
+      return ::mount("tmpfs", target, "tmpfs", s.flags, s.data.c_str()) == 0;
+    case Kind::proc:
+      return make_dir(target) && ::mount("proc", target, "proc", s.flags, nullptr) == 0;
+    case Kind::bind: {
+      if (!s.optional && !(s.is_file ? make_file(target) : make_dir(target))) return false;
+      if (::mount(s.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+      unsigned long flags = MS_BIND | MS_REMOUNT | s.flags | locked_flags(target);
+      if (!s.writable) flags |= MS_RDONLY;
+      return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
+    }
+    case Kind::remount_ro:
+      return ::mount(nullptr, target, nullptr,
+                     MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags | locked_flags(target), nullptr) == 0;
+  }
+  errno = EINVAL;
+  return false;
+}
+
+}  // namespace
+
+bool init_ns(const ChildPlan& plan, const char** failed_target) {
+  // Nothing we mount may propagate back to the host, and pivot_root needs it.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+  for (const auto& step : plan.mounts) {
+    if (run(step)) continue;
+    if (step.optional && errno == ENOENT) continue;
+    *failed_target = step.target.c_str();
+    return false;
+  }
+  // pivot_root(".", "."): the old root ends up on top of the new one; detach it.
+  *failed_target = plan.new_root.c_str();
+  if (::chdir(plan.new_root.c_str()) != 0) return false;
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return false;
+  if (::umount2(".", MNT_DETACH) != 0) return false;
+  if (::chdir("/") != 0) return false;
+  *failed_target = nullptr;
+  return true;
+}
+
+// ---- parent side: the workspace quota ----
+
+Workspace::Workspace(const fs::path& dir, std::uint64_t disk_bytes) : dir_(dir) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error(from_errno(ec.value()), "workspace: mkdir(" + dir_.string() + "): " + ec.message());
+  std::string options = "size=" + std::to_string(disk_bytes) +
+                        ",nr_inodes=" + std::to_string(std::max<std::uint64_t>(1024, disk_bytes / 8192)) +
+                        ",mode=0700,uid=" + std::to_string(host_uid) + ",gid=" + std::to_string(host_gid);
+  if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0)
+    throw_syscall("mount", errno, "workspace tmpfs at " + dir_.string());
+}
+
+Workspace::~Workspace() { ::umount2(dir_.c_str(), MNT_DETACH); }
+
+int remove_stale(const fs::path& dir) noexcept {
+  int count = 0;
+  try {
+    std::vector<std::string> points;
+    std::ifstream in("/proc/self/mountinfo");
+    std::string prefix = dir.lexically_normal().string();
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string id, parent, dev, root, point;
+      fields >> id >> parent >> dev >> root >> point;
+      if (point == prefix || point.rfind(prefix + "/", 0) == 0) points.push_back(point);
+    }
+    // Deepest first.
+    std::sort(points.begin(), points.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+    for (auto& point : points)
+      if (::umount2(point.c_str(), MNT_DETACH) == 0) ++count;
+  } catch (...) {
+  }
+  return count;
+}
+
+}  // namespace sandbox::isolation::ns::mount

@@ -1,0 +1,269 @@
+#include "server/connection.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "server/handlers.hpp"
+#include "server/status.hpp"
+
+namespace sandbox::server {
+namespace {
+
+using asio::use_awaitable;
+using beast::error_code;
+
+constexpr std::size_t kChunk = 64 * 1024;
+// A body this small left unread by a handler is read and dropped to keep the connection;
+// a larger one closes it.
+constexpr std::uint64_t kDrainLimit = 1 << 20;
+
+}  // namespace
+
+std::function<void()> Signal::notifier() const {
+  return [st = st_] {
+    asio::post(st->ex, [st] {
+      st->fired = true;
+      st->timer.cancel();
+    });
+  };
+}
+
+asio::awaitable<bool> Signal::wait_until(std::chrono::steady_clock::time_point deadline) {
+  if (!st_->fired) {
+    st_->timer.expires_at(deadline);
+    error_code ec;
+    co_await st_->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  bool fired = st_->fired;
+  st_->fired = false;
+  co_return fired;
+}
+
+bool Exchange::has_body() const {
+  return parser_.chunked() || parser_.content_length().value_or(0) > 0;
+}
+
+asio::awaitable<std::string> Exchange::read_body(std::size_t limit) {
+  std::string body;
+  if (auto cl = content_length()) {
+    if (*cl > limit) {
+      too_large_context = true;
+      throw Error(errc::resource_exhausted,
+                  fmt::format("request body of {} bytes is over the limit of {}", *cl, limit));
+    }
+    body.reserve(*cl);
+  }
+  co_await read_body(limit, [&](std::string_view c) { body.append(c); });
+  co_return body;
+}
+
+asio::awaitable<void> Exchange::read_body(std::uint64_t limit,
+                                          const std::function<void(std::string_view)>& sink) {
+  if (chunk_.empty()) chunk_.resize(kChunk);
+  std::uint64_t total = 0;
+  while (!parser_.is_done()) {
+    auto& body = parser_.get().body();
+    body.data = chunk_.data();
+    body.size = chunk_.size();
+    stream_.expires_after(shared_.options.read_timeout);
+    error_code ec;
+    co_await http::async_read(stream_, buffer_, parser_, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      keep_alive = false;
+      if (ec == beast::error::timeout)
+        throw Error(errc::timeout, "the request body stopped arriving");
+      throw Error(errc::invalid_argument, "cannot read the request body: " + ec.message());
+    }
+    std::size_t n = chunk_.size() - body.size;
+    total += n;
+    bytes_in += n;
+    if (total > limit) {
+      too_large_context = true;
+      keep_alive = false;
+      throw Error(errc::resource_exhausted,
+                  fmt::format("request body is over the limit of {} bytes", limit));
+    }
+    if (n) sink(std::string_view(chunk_.data(), n));
+  }
+}
+
+void Exchange::finish_headers(http::fields& f, bool body_follows_without_length) {
+  f.set("X-Request-Id", request_id);
+  if (shared_.stopping.load(std::memory_order_relaxed) || body_follows_without_length)
+    keep_alive = false;
+  // A body the handler left unread is drained if small, else the connection closes.
+  if (!parser_.is_done() &&
+      (parser_.chunked() || parser_.content_length().value_or(0) > kDrainLimit))
+    keep_alive = false;
+}
+
+asio::awaitable<void> Exchange::reply(int st, std::string body, std::string_view content_type,
+                                     http::fields extra) {
+  http::response<http::string_body> res{static_cast<http::status>(st), 11, std::move(body),
+                                        std::move(extra)};
+  finish_headers(res.base());
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  status = st;
+  responded = true;
+  bytes_out += res.body().size();
+  stream_.expires_after(shared_.options.read_timeout);
+  error_code ec;
+  co_await http::async_write(stream_, res, asio::redirect_error(use_awaitable, ec));
+  if (ec) keep_alive = false;
+}
+
+asio::awaitable<void> Exchange::reply_error(int st, errc code, std::string_view message,
+                                            http::fields extra) {
+  error_message = std::string(message);
+  co_await reply(st, error_body(code, message), "application/json", std::move(extra));
+}
+
+asio::awaitable<void> Exchange::reply_header(http::response<http::empty_body>& res) {
+  bool has_length = res.find(http::field::content_length) != res.end();
+  finish_headers(res.base(), !has_length);
+  res.keep_alive(keep_alive);
+  status = res.result_int();
+  responded = true;
+  http::response_serializer<http::empty_body> sr{res};
+  stream_.expires_after(shared_.options.read_timeout);
+  error_code ec;
+  co_await http::async_write_header(stream_, sr, asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    keep_alive = false;
+    throw Error(errc::unavailable, "the client went away");
+  }
+}
+
+asio::awaitable<void> Exchange::write(std::string_view bytes) {
+  stream_.expires_after(shared_.options.read_timeout);
+  error_code ec;
+  co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
+                             asio::redirect_error(use_awaitable, ec));
+  bytes_out += bytes.size();
+  if (ec) {
+    keep_alive = false;
+    throw Error(errc::unavailable, "the client went away");
+  }
+}
+
+namespace {
+
+// Answers a request whose header could not be parsed, then the connection closes.
+asio::awaitable<void> reject(Stream& stream, int st, errc code, std::string_view message) {
+  http::response<http::string_body> res{static_cast<http::status>(st), 11};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = error_body(code, message);
+  res.prepare_payload();
+  stream.expires_after(std::chrono::seconds(5));
+  error_code ec;
+  co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+}
+
+struct Registration {
+  Registration(Shared& s, std::shared_ptr<ConnectionState> st) : shared(s) {
+    std::lock_guard lock(shared.mu);
+    id = shared.next_connection++;
+    shared.connections.emplace(id, std::move(st));
+    shared.metrics.connection_opened();
+  }
+  ~Registration() {
+    std::lock_guard lock(shared.mu);
+    shared.connections.erase(id);
+    shared.metrics.connection_closed();
+    shared.drained.notify_all();
+  }
+  Shared& shared;
+  std::uint64_t id = 0;
+};
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
+  const Options& opt = shared.options;
+  auto state = std::make_shared<ConnectionState>(socket.get_executor());
+  Registration registration(shared, state);
+  std::string remote;
+  {
+    error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    if (!ec) remote = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  }
+  Stream stream(std::move(socket));
+  state->stream = &stream;
+  struct Unhook {
+    ConnectionState& s;
+    ~Unhook() { s.stream = nullptr; }
+  } unhook{*state};
+
+  // The read buffer holds one request header (plus what arrived with it): its cap is what
+  // bounds how much a client can make us hold before we answer.
+  beast::flat_buffer buffer(opt.header_limit + 4096);
+  std::size_t pipelined = 0;
+  while (!shared.stopping.load(std::memory_order_relaxed)) {
+    Parser parser;
+    parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
+    parser.body_limit(boost::none);  // each route checks its own limit
+    pipelined = buffer.size() > 0 ? pipelined + 1 : 0;
+    stream.expires_after(opt.keepalive_timeout);
+    error_code ec;
+    co_await http::async_read_header(stream, buffer, parser,
+                                     asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+        co_await reject(stream, 431, errc::resource_exhausted, "request header fields too large");
+      else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+               ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+               ec != asio::error::connection_reset && ec != asio::error::bad_descriptor)
+        co_await reject(stream, 400, errc::invalid_argument, "malformed request: " + ec.message());
+      break;
+    }
+    state->busy = true;
+    auto start = std::chrono::steady_clock::now();
+    Exchange x(shared, *state, stream, buffer, parser);
+    x.request_id = shared.log.next_id();
+    x.keep_alive = parser.get().keep_alive();
+    if (pipelined > opt.max_pipelined) {
+      x.keep_alive = false;
+      co_await x.reply_error(429, errc::resource_exhausted, "too many pipelined requests");
+    } else {
+      co_await handle(shared, x);
+    }
+    // Drop a small body the handler did not read, so the next request parses cleanly.
+    if (x.keep_alive && !parser.is_done()) {
+      try {
+        co_await x.read_body(kDrainLimit, [](std::string_view) {});
+      } catch (const std::exception&) {
+        x.keep_alive = false;
+      }
+    }
+    state->busy = false;
+    shared.metrics.count_request(x.match.route, x.status);
+    if (shared.log.enabled()) {
+      auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+      auto target = parser.get().target();
+      shared.log.write({.request_id = x.request_id,
+                        .method = std::string_view(parser.get().method_string()),
+                        .path = std::string_view(target.data(), target.size()).substr(
+                            0, std::string_view(target.data(), target.size()).find('?')),
+                        .route = x.match.route ? x.match.route->pattern : std::string_view{},
+                        .owner = x.owner,
+                        .remote = remote,
+                        .status = x.status,
+                        .duration_ms = ms.count(),
+                        .bytes_in = x.bytes_in,
+                        .bytes_out = x.bytes_out,
+                        .error = x.error_message});
+    }
+    if (!x.keep_alive) break;
+  }
+  error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+}
+
+}  // namespace sandbox::server

@@ -1,0 +1,512 @@
+#include "server/handlers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "server/multipart.hpp"
+#include "server/sse.hpp"
+#include "server/status.hpp"
+
+namespace sandbox::server {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+[[noreturn]] void invalid(std::string message) {
+  throw Error(errc::invalid_argument, std::move(message));
+}
+
+// Parses a JSON object body; "" counts as {} when `empty_ok`.
+json parse_object(std::string_view body, bool empty_ok) {
+  if (body.empty() && empty_ok) return json::object();
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) invalid("the request body is not valid JSON");
+  if (!j.is_object()) invalid("the request body must be a JSON object");
+  return j;
+}
+
+// Field accessors that name the field and the type they wanted; null counts as absent.
+const json* field(const json& obj, std::string_view name) {
+  auto it = obj.find(name);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+std::optional<std::string> opt_string(const json& obj, std::string_view name) {
+  auto* f = field(obj, name);
+  if (!f) return std::nullopt;
+  if (!f->is_string()) invalid(fmt::format("'{}' must be a string", name));
+  return f->get<std::string>();
+}
+std::optional<bool> opt_bool(const json& obj, std::string_view name) {
+  auto* f = field(obj, name);
+  if (!f) return std::nullopt;
+  if (!f->is_boolean()) invalid(fmt::format("'{}' must be true or false", name));
+  return f->get<bool>();
+}
+std::optional<double> opt_seconds(const json& obj, std::string_view name) {
+  auto* f = field(obj, name);
+  if (!f) return std::nullopt;
+  if (!f->is_number()) invalid(fmt::format("'{}' must be a number of seconds", name));
+  double v = f->get<double>();
+  if (!std::isfinite(v) || v <= 0 || v > 1e7) invalid(fmt::format("'{}' is out of range", name));
+  return v;
+}
+std::optional<std::uint64_t> opt_count(const json& obj, std::string_view name) {
+  auto* f = field(obj, name);
+  if (!f) return std::nullopt;
+  if (!f->is_number_unsigned()) invalid(fmt::format("'{}' must be a non-negative integer", name));
+  return f->get<std::uint64_t>();
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
+}
+
+json limits_json(const Limits& l) {
+  return {{"timeout", static_cast<double>(l.timeout.count()) / 1000},
+          {"memory_bytes", l.memory_bytes},
+          {"max_processes", l.max_processes},
+          {"disk_bytes", l.disk_bytes},
+          {"output_bytes", l.output_bytes},
+          {"upload_bytes", l.upload_bytes},
+          {"cpu_time", l.cpu_time.count()},
+          {"open_files", l.open_files},
+          {"cpus", l.cpus}};
+}
+
+// Limits a client asks for: the server's defaults are the ceilings, a client may only
+// lower them (the operator raises them with `sandboxctl serve --timeout/--memory`).
+Limits parse_limits(const json& j, const Limits& ceiling) {
+  if (!j.is_object()) invalid("'limits' must be an object");
+  Limits l = ceiling;
+  for (auto& [key, value] : j.items()) {
+    json one = {{key, value}};
+    auto above = [&](auto v, auto max) {
+      if (v > max)
+        throw Error(errc::permission_denied,
+                    fmt::format("limits.{} is above this server's ceiling", key));
+      return v;
+    };
+    if (key == "timeout") l.timeout = above(to_ms(*opt_seconds(one, key)), ceiling.timeout);
+    else if (key == "cpu_time")
+      l.cpu_time = above(std::chrono::seconds(static_cast<std::int64_t>(*opt_seconds(one, key))),
+                         ceiling.cpu_time);
+    else if (key == "cpus") {
+      if (!value.is_number()) invalid("'limits.cpus' must be a number");
+      l.cpus = above(value.get<double>(), ceiling.cpus);
+    } else if (key == "memory_bytes") l.memory_bytes = above(*opt_count(one, key), ceiling.memory_bytes);
+    else if (key == "disk_bytes") l.disk_bytes = above(*opt_count(one, key), ceiling.disk_bytes);
+    else if (key == "output_bytes") l.output_bytes = above(*opt_count(one, key), ceiling.output_bytes);
+    else if (key == "upload_bytes") l.upload_bytes = above(*opt_count(one, key), ceiling.upload_bytes);
+    else if (key == "max_processes")
+      l.max_processes = static_cast<std::uint32_t>(
+          above(*opt_count(one, key), std::uint64_t{ceiling.max_processes}));
+    else if (key == "open_files")
+      l.open_files = static_cast<std::uint32_t>(
+          above(*opt_count(one, key), std::uint64_t{ceiling.open_files}));
+    else invalid(fmt::format("unknown limit '{}'", key));
+  }
+  l.validate();
+  return l;
+}
+
+json session_json(const Session& s) {
+  auto created = std::chrono::duration_cast<std::chrono::seconds>(
+                     s.created().time_since_epoch()).count();
+  json j = {{"id", s.id()},
+            {"status", to_string(s.status())},
+            {"placement", s.placement()},
+            {"isolation", s.isolation()},
+            {"created", created},
+            {"limits", limits_json(s.limits())}};
+  return j;
+}
+
+// The session a request names. Another tenant's session is "not found", exactly like a
+// missing one, so ids do not leak across tenants. Seed routes may create it.
+asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, bool create,
+                                                      Language language = Language::python) {
+  const std::string& sid = x.match.param("sid");
+  validate_session_id(sid);
+  auto not_found = [&] { return Error(errc::not_found, fmt::format("no session '{}'", sid)); };
+  if (auto s = sh.sandbox.find(sid)) {
+    if (s->owner() != x.owner) throw not_found();
+    co_return s;
+  }
+  if (!create || !sh.options.auto_create) throw not_found();
+  SessionOptions so;
+  so.id = sid;
+  so.owner = x.owner;
+  so.language = language;
+  co_return co_await offload(sh.pool, [&sh, so]() -> std::shared_ptr<Session> {
+    try {
+      return sh.sandbox.create_session(so);
+    } catch (const Error& e) {
+      // Two requests raced to create it: the loser uses the winner's session.
+      if (e.code_value() != errc::already_exists) throw;
+      auto s = sh.sandbox.find(so.id);
+      if (!s || s->owner() != so.owner)
+        throw Error(errc::not_found, fmt::format("no session '{}'", so.id));
+      return s;
+    }
+  });
+}
+
+std::shared_ptr<Execution> execution_for(Exchange& x, const Session& s) {
+  if (auto id = x.query.get("execution_id")) {
+    auto ex = s.execution(*id);
+    if (!ex) throw Error(errc::not_found, fmt::format("no execution '{}' in this session", *id));
+    return ex;
+  }
+  auto ex = s.latest();
+  if (!ex) throw Error(errc::not_found, "no execution in this session yet");
+  return ex;
+}
+
+// Unsubscribes on scope exit, so no callback outlives the request.
+struct Subscription {
+  Subscription(std::shared_ptr<Execution> e, std::function<void()> fn)
+      : ex(std::move(e)), token(ex->subscribe(std::move(fn))) {}
+  ~Subscription() { ex->unsubscribe(token); }
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  std::shared_ptr<Execution> ex;
+  std::uint64_t token;
+};
+
+// ---- routes ------------------------------------------------------------------------
+
+asio::awaitable<void> healthz(Shared& sh, Exchange& x) {
+  json j = {{"status", "ok"}, {"isolation", sh.sandbox.isolation()}};
+  co_await x.reply(200, dump(j));
+}
+
+asio::awaitable<void> metrics(Shared& sh, Exchange& x) {
+  co_await x.reply(200, sh.metrics.render(sh.sandbox), "text/plain; version=0.0.4");
+}
+
+asio::awaitable<void> openapi(Shared& sh, Exchange& x) { co_await x.reply(200, sh.openapi); }
+
+asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
+  json body = parse_object(co_await x.read_body(sh.options.json_body_limit), true);
+  SessionOptions so;
+  so.owner = x.owner;
+  if (auto id = opt_string(body, "id")) {
+    validate_session_id(*id);
+    so.id = *id;
+  }
+  if (auto lang = opt_string(body, "language")) so.language = parse_language(*lang);
+  if (auto* l = field(body, "limits")) so.limits = parse_limits(*l, sh.sandbox.options().limits);
+  auto s = co_await offload(sh.pool, [&sh, so] { return sh.sandbox.create_session(so); });
+  co_await x.reply(201, dump(session_json(*s)));
+}
+
+asio::awaitable<void> sessions_list(Shared& sh, Exchange& x) {
+  json list = json::array();
+  for (auto& s : sh.sandbox.sessions())
+    if (s->owner() == x.owner) list.push_back(session_json(*s));
+  co_await x.reply(200, dump({{"sessions", std::move(list)}}));
+}
+
+asio::awaitable<void> session_get(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, false);
+  co_await x.reply(200, dump(session_json(*s)));
+}
+
+asio::awaitable<void> session_delete(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, false);
+  std::string id = s->id();
+  s.reset();
+  co_await offload(sh.pool, [&sh, id] { sh.sandbox.close_session(id); });
+  co_await x.reply(200, dump({{"id", id}, {"status", "Closed"}}));
+}
+
+asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
+  json body = parse_object(co_await x.read_body(sh.options.json_body_limit), false);
+  ExecRequest req;
+  req.language = language;
+  auto code = opt_string(body, "code");
+  if (!code) invalid("'code' is required and must be a string");
+  req.code = std::move(*code);
+  if (auto in = opt_string(body, "stdin")) req.stdin_text = std::move(*in);
+  if (auto fresh = opt_bool(body, "fresh")) req.fresh = *fresh;
+  auto timeout = opt_seconds(body, "timeout");
+  auto s = co_await session_for(sh, x, true, language);
+  if (timeout) {
+    req.timeout = to_ms(*timeout);
+    if (*req.timeout > s->limits().timeout)
+      throw Error(errc::permission_denied,
+                  fmt::format("timeout is above the session's limit of {} s",
+                              static_cast<double>(s->limits().timeout.count()) / 1000));
+  }
+  auto ex = s->start(std::move(req));
+  sh.track(ex);
+  co_await x.reply(202, dump({{"execution_id", ex->id()}, {"status", "Running"}}));
+}
+
+// Waits, without holding a thread, until the execution ends or the deadline passes.
+asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>& ex,
+                                   Clock::time_point deadline) {
+  if (ex->done()) co_return;
+  Subscription sub(ex, x.signal().notifier());
+  while (!ex->done() && !x.stopping() && Clock::now() < deadline)
+    co_await x.signal().wait_until(deadline);
+}
+
+asio::awaitable<void> result(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto ex = execution_for(x, *s);
+  Page page;
+  if (auto o = x.query.get_uint("offset")) page.offset = *o;
+  if (auto l = x.query.get_uint("limit")) page.limit = *l;
+  if (auto w = x.query.get_uint("wait"); w && *w > 0) {
+    auto ms = std::min<std::uint64_t>(*w, static_cast<std::uint64_t>(sh.options.max_wait.count()));
+    co_await wait_for_end(x, ex, Clock::now() + std::chrono::milliseconds(ms));
+  }
+  co_await x.reply(200, to_json(ex->snapshot(page)));
+}
+
+asio::awaitable<void> stream(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto ex = execution_for(x, *s);
+  std::uint64_t out = x.query.get_uint("offset").value_or(0), err = out;
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
+  co_await x.reply_header(res);
+  Subscription sub(ex, x.signal().notifier());
+  auto emit = [&](std::string_view event, const std::string& text, std::uint64_t& at,
+                  std::uint64_t slice_offset, std::uint64_t total) -> std::string {
+    if (total <= at) return {};
+    std::uint64_t from = at > slice_offset ? at - slice_offset : 0;
+    if (from >= text.size()) return {};
+    std::string chunk = text.substr(from);
+    std::uint64_t offset = slice_offset + from;
+    at = offset + chunk.size();
+    return sse_event(event, dump({{"offset", offset}, {"text", chunk}}));
+  };
+  while (true) {
+    Result r = ex->snapshot(Page{std::min(out, err), UINT64_MAX});
+    std::string events = emit("stdout", r.stdout_text, out, r.stdout_offset, r.stdout_total);
+    events += emit("stderr", r.stderr_text, err, r.stderr_offset, r.stderr_total);
+    if (!events.empty()) co_await x.write(events);
+    if (r.status != Status::running) {
+      co_await x.write(sse_event("result", to_json(ex->snapshot()), r.execution_id));
+      break;
+    }
+    if (x.stopping()) break;
+    bool woke = co_await x.signal().wait_until(Clock::now() + std::chrono::seconds(15));
+    if (!woke) co_await x.write(sse_keepalive);
+  }
+}
+
+asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto boundary = multipart_boundary(x.request()[http::field::content_type]);
+  if (!boundary) invalid("expected a multipart/form-data body with a boundary");
+  // The file limit plus room for the multipart framing around it.
+  const std::uint64_t limit = s->limits().upload_bytes + 64 * 1024;
+  x.too_large_context = true;
+  if (auto cl = x.content_length(); cl && *cl > limit)
+    throw Error(errc::resource_exhausted,
+                fmt::format("upload of {} bytes is over the limit of {}", *cl,
+                            s->limits().upload_bytes));
+  UploadOptions uo;
+  uo.overwrite = x.query.get_bool("overwrite");
+  std::unique_ptr<FileWriter> writer;
+  bool writing = false, complete = false;
+  std::uint64_t written = 0;
+  MultipartParser mp(*boundary, {
+      .on_part =
+          [&](const Part& part) {
+            if (part.name != "file" || writer) return;  // other fields are ignored
+            if (!part.filename || part.filename->empty())
+              invalid("the 'file' field has no filename");
+            writer = s->files().open_upload(*part.filename, uo);
+            writing = true;
+          },
+      .on_data =
+          [&](std::string_view d) {
+            if (!writing) return;
+            writer->write(d);
+            written += d.size();
+          },
+      .on_part_end =
+          [&] {
+            if (writing) complete = true;
+            writing = false;
+          },
+  });
+  co_await x.read_body(limit, [&](std::string_view c) { mp.feed(c); });
+  mp.finish();
+  if (!complete) invalid("the multipart field 'file' is missing");
+  FileInfo info = co_await offload(sh.pool, [&writer] { return writer->commit(); });
+  sh.metrics.add_upload_bytes(written);
+  co_await x.reply(200, dump({{"name", info.name},
+                               {"size", info.size},
+                               {"modified", info.modified},
+                               {"type", info.type}}));
+}
+
+asio::awaitable<void> files_list(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto files = co_await offload(sh.pool, [s] { return s->files().list(); });
+  json list = json::array();
+  for (auto& f : files)
+    list.push_back({{"name", f.name}, {"size", f.size}, {"modified", f.modified}, {"type", f.type}});
+  co_await x.reply(200, dump({{"files", std::move(list)}}));
+}
+
+std::string disposition(std::string_view name) {
+  auto slash = name.rfind('/');
+  std::string base(slash == std::string_view::npos ? name : name.substr(slash + 1));
+  std::string safe;
+  for (char c : base) safe += (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
+  return fmt::format("attachment; filename=\"{}\"", safe);
+}
+
+asio::awaitable<void> files_download(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  std::string name = x.match.param("name");
+  FileReader reader = co_await offload(sh.pool, [s, name] { return s->files().open_download(name); });
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set(http::field::content_disposition, disposition(name));
+  res.content_length(reader.size());
+  co_await x.reply_header(res);
+  // Streamed in chunks from the open fd: the file is never held whole.
+  std::vector<char> buf(256 * 1024);
+  std::uint64_t left = reader.size();
+  while (left > 0) {
+    std::size_t n = reader.read(std::span<char>(buf.data(), std::min<std::uint64_t>(left, buf.size())));
+    if (n == 0) {  // the file shrank under us: the promised length cannot be kept
+      x.keep_alive = false;
+      break;
+    }
+    co_await x.write(std::string_view(buf.data(), n));
+    sh.metrics.add_download_bytes(n);
+    left -= n;
+  }
+}
+
+asio::awaitable<void> files_delete(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  std::string name = x.match.param("name");
+  co_await offload(sh.pool, [s, name] { s->files().remove(name); });
+  co_await x.reply(200, dump({{"deleted", name}}));
+}
+
+asio::awaitable<void> processes(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto procs = co_await offload(sh.pool, [s] { return s->processes(); });
+  json list = json::array();
+  for (auto& p : procs)
+    list.push_back({{"pid", p.pid},
+                    {"ppid", p.ppid},
+                    {"name", p.name},
+                    {"cmdline", p.cmdline},
+                    {"state", p.state},
+                    {"rss", p.rss_bytes},
+                    {"cpu_time_ms", p.cpu_time_ms},
+                    {"start_time", p.start_time}});
+  co_await x.reply(200, dump({{"processes", std::move(list)}}));
+}
+
+asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
+  const std::string& raw = x.match.param("pid");
+  int pid = 0;
+  auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), pid);
+  if (ec != std::errc{} || p != raw.data() + raw.size() || pid <= 0)
+    invalid(fmt::format("'{}' is not a process id", raw));
+  auto s = co_await session_for(sh, x, true);
+  co_await offload(sh.pool, [s, pid] { s->kill(pid); });
+  co_await x.reply(200, dump({{"killed", pid}}));
+}
+
+asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
+  switch (x.match.route->id) {
+    case RouteId::healthz: co_await healthz(sh, x); break;
+    case RouteId::metrics: co_await metrics(sh, x); break;
+    case RouteId::openapi: co_await openapi(sh, x); break;
+    case RouteId::sessions_create: co_await sessions_create(sh, x); break;
+    case RouteId::sessions_list: co_await sessions_list(sh, x); break;
+    case RouteId::session_get: co_await session_get(sh, x); break;
+    case RouteId::session_delete: co_await session_delete(sh, x); break;
+    case RouteId::exec_python: co_await exec(sh, x, Language::python); break;
+    case RouteId::exec_nodejs: co_await exec(sh, x, Language::nodejs); break;
+    case RouteId::exec_shell: co_await exec(sh, x, Language::shell); break;
+    case RouteId::result: co_await result(sh, x); break;
+    case RouteId::stream: co_await stream(sh, x); break;
+    case RouteId::files_upload: co_await files_upload(sh, x); break;
+    case RouteId::files_list: co_await files_list(sh, x); break;
+    case RouteId::files_download: co_await files_download(sh, x); break;
+    case RouteId::files_delete:
+    case RouteId::files_delete_post: co_await files_delete(sh, x); break;
+    case RouteId::processes: co_await processes(sh, x); break;
+    case RouteId::process_kill: co_await process_kill(sh, x); break;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> handle(Shared& sh, Exchange& x) {
+  auto target = x.request().target();
+  x.match = match(std::string_view(x.request().method_string().data(),
+                                   x.request().method_string().size()),
+                  std::string_view(target.data(), target.size()));
+  switch (x.match.outcome) {
+    case Outcome::bad_path:
+      co_await x.reply_error(400, errc::invalid_argument, x.match.reason);
+      co_return;
+    case Outcome::not_found:
+      co_await x.reply_error(404, errc::not_found, "no such route");
+      co_return;
+    case Outcome::method_not_allowed:
+      http::fields extra;
+      extra.set(http::field::allow, x.match.allow);
+      co_await x.reply_error(405, errc::invalid_argument, "method not allowed", std::move(extra));
+      co_return;
+    case Outcome::matched:
+      break;
+  }
+  if (sh.tokens.enabled()) {
+    auto auth = x.request()[http::field::authorization];
+    auto owner = sh.tokens.owner_for(std::string_view(auth.data(), auth.size()));
+    if (owner) x.owner = std::move(*owner);
+    else if (x.match.route->needs_token) {
+      http::fields extra;
+      extra.set(http::field::www_authenticate, "Bearer");
+      co_await x.reply_error(401, errc::unauthenticated, "a valid bearer token is required",
+                             std::move(extra));
+      co_return;
+    }
+  }
+
+  std::optional<Error> failure;
+  try {
+    x.query = Query(x.match.query);
+    co_await dispatch(sh, x);
+  } catch (const Error& e) {
+    failure = e;
+  } catch (const std::exception& e) {
+    failure = Error(errc::internal, e.what());
+  }
+  if (!failure) co_return;
+  if (x.responded) {  // the error struck mid-stream: the only honest signal is closing
+    x.keep_alive = false;
+    x.error_message = failure->message();
+    co_return;
+  }
+  errc code = failure->code_value();
+  co_await x.reply_error(http_status(code, x.too_large_context), code, failure->message());
+}
+
+}  // namespace sandbox::server

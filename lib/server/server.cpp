@@ -1,0 +1,251 @@
+// The listener, the session reaper and the server's lifecycle (start, drain, stop).
+#include "sandbox/server.hpp"
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <thread>
+
+#include "server/connection.hpp"
+#include "server/openapi.hpp"
+
+namespace sandbox::server {
+namespace {
+
+using asio::use_awaitable;
+using beast::error_code;
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost") return true;
+  error_code ec;
+  auto addr = asio::ip::make_address(std::string(host), ec);
+  return !ec && addr.is_loopback();
+}
+
+RequestLog::Sink make_sink(const Options& o) {
+  if (o.quiet) return {};
+  if (o.log) return o.log;
+  return stderr_sink();
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(Sandbox& sb, Options o)
+      : options(std::move(o)),
+        shared(sb, options, load_tokens(options), make_sink(options)),
+        ioc(static_cast<int>(std::max<std::size_t>(options.io_threads, 1))),
+        acceptor(ioc),
+        sweep_timer(ioc) {
+    shared.openapi = openapi_document(SANDBOX_SERVER_VERSION);
+  }
+
+  static Tokens load_tokens(const Options& o) {
+    if (o.token_file.empty()) {
+      if (!is_loopback_host(o.host))
+        throw Error(errc::permission_denied,
+                    fmt::format("refusing to listen on {} without a token file: beyond loopback "
+                                "every request must carry a bearer token (--token-file)",
+                                o.host));
+      return {};
+    }
+    return Tokens::load(o.token_file);
+  }
+
+  asio::awaitable<void> accept_loop() {
+    while (!shared.stopping.load()) {
+      error_code ec;
+      tcp::socket socket = co_await acceptor.async_accept(
+          asio::any_io_executor(asio::make_strand(ioc)), asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (shared.stopping.load() || ec == asio::error::operation_aborted) break;
+        // Out of descriptors (or a transient error): back off instead of spinning.
+        asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
+      }
+      {
+        std::lock_guard lock(shared.mu);
+        if (shared.connections.size() >= options.max_connections) {
+          socket.close(ec);
+          continue;
+        }
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, serve_connection(shared, std::move(socket)), asio::detached);
+    }
+  }
+
+  // Every 250 ms: record finished executions in the latency histogram; every few seconds:
+  // close sessions idle past idle_timeout or older than lifetime.
+  asio::awaitable<void> sweep_loop() {
+    auto next_reap = std::chrono::steady_clock::now();
+    while (!shared.stopping.load()) {
+      sweep_timer.expires_after(std::chrono::milliseconds(250));
+      error_code ec;
+      co_await sweep_timer.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (shared.stopping.load()) break;
+      sweep_executions();
+      if (std::chrono::steady_clock::now() >= next_reap) {
+        next_reap = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        auto doomed = expired_sessions();
+        for (auto& id : doomed) {
+          try {
+            co_await offload(shared.pool, [this, id] { shared.sandbox.close_session(id); });
+          } catch (const std::exception&) {
+            // Already closed by its owner meanwhile: nothing left to reap.
+          }
+        }
+      }
+    }
+  }
+
+  void sweep_executions() {
+    std::vector<std::shared_ptr<Execution>> ended;
+    {
+      std::lock_guard lock(shared.tracked_mu);
+      auto& v = shared.tracked;
+      for (std::size_t i = 0; i < v.size();) {
+        auto ex = v[i].execution.lock();
+        if (!ex || ex->done()) {
+          if (ex) ended.push_back(std::move(ex));
+          v[i] = std::move(v.back());
+          v.pop_back();
+        } else {
+          ++i;
+        }
+      }
+    }
+    for (auto& ex : ended)
+      shared.metrics.observe_execution(
+          static_cast<double>(ex->snapshot(Page{0, 0}).duration_ms) / 1000);
+  }
+
+  std::vector<std::string> expired_sessions() {
+    std::vector<std::string> out;
+    if (options.idle_timeout.count() <= 0 && options.lifetime.count() <= 0) return out;
+    auto now = std::chrono::steady_clock::now();
+    auto wall = std::chrono::system_clock::now();
+    for (auto& s : shared.sandbox.sessions()) {
+      if (s->status() == SessionStatus::closed) continue;
+      bool too_old = options.lifetime.count() > 0 && wall - s->created() > options.lifetime;
+      bool idle = options.idle_timeout.count() > 0 && now - s->last_used() > options.idle_timeout;
+      if (idle && !too_old) {
+        auto latest = s->latest();
+        if (latest && !latest->done()) idle = false;  // still running: not idle
+      }
+      if (too_old || idle) out.push_back(s->id());
+    }
+    return out;
+  }
+
+  void start() {
+    if (started) throw Error(errc::failed_precondition, "the server is already started");
+    tcp::endpoint ep;
+    error_code ec;
+    auto addr = asio::ip::make_address(options.host, ec);
+    if (!ec) {
+      ep = tcp::endpoint(addr, options.port);
+    } else {
+      tcp::resolver resolver(ioc);
+      auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
+      if (ec || results.empty())
+        throw Error(errc::invalid_argument, fmt::format("cannot resolve '{}'", options.host));
+      ep = *results.begin();
+    }
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw Error(errc::unavailable, fmt::format("cannot listen on {}:{}: {}", options.host,
+                                                 options.port, ec.message()));
+    bound_port = acceptor.local_endpoint().port();
+    asio::co_spawn(ioc, accept_loop(), asio::detached);
+    asio::co_spawn(ioc, sweep_loop(), asio::detached);
+    work.emplace(ioc.get_executor());
+    for (std::size_t i = 0; i < std::max<std::size_t>(options.io_threads, 1); ++i)
+      threads.emplace_back([this] { ioc.run(); });
+    started = true;
+  }
+
+  void stop() {
+    if (!started || stopped) return;
+    stopped = true;
+    shared.stopping = true;
+    asio::post(ioc, [this] {
+      error_code ec;
+      acceptor.close(ec);
+      sweep_timer.cancel();
+    });
+    {
+      // Idle connections close now; busy ones finish their request (long-polls and event
+      // streams are woken to answer early) and then close.
+      std::lock_guard lock(shared.mu);
+      for (auto& [id, st] : shared.connections) {
+        asio::post(st->ex, [st = st] {
+          if (st->stream && !st->busy) st->stream->cancel();
+          st->signal.notify();
+        });
+      }
+    }
+    {
+      std::unique_lock lock(shared.mu);
+      shared.drained.wait_for(lock, options.drain_timeout,
+                              [this] { return shared.connections.empty(); });
+    }
+    work.reset();
+    ioc.stop();
+    for (auto& t : threads) t.join();
+    threads.clear();
+    shared.pool.join();
+  }
+
+  Options options;
+  Shared shared;  // declared before ioc: outlives the coroutine frames ioc destroys
+  asio::io_context ioc;
+  tcp::acceptor acceptor;
+  asio::steady_timer sweep_timer;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::uint16_t bound_port = 0;
+  bool started = false, stopped = false;
+};
+
+Server::Server(Sandbox& sandbox, Options options)
+    : impl_(std::make_unique<Impl>(sandbox, std::move(options))) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() { impl_->start(); }
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+
+std::string Server::url() const {
+  const std::string& h = impl_->options.host;
+  bool v6 = h.find(':') != std::string::npos;
+  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", h, v6 ? "]" : "", port());
+}
+
+void Server::stop() { impl_->stop(); }
+
+void Server::run() {
+  // Signals are caught before the server starts, so an early SIGTERM still drains.
+  asio::io_context signals_ioc;
+  asio::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+  signals.async_wait([](const error_code&, int) {});
+  if (!impl_->started) start();
+  signals_ioc.run();
+  stop();
+  Sandbox& sb = impl_->shared.sandbox;
+  for (auto& s : sb.sessions()) {
+    try {
+      sb.close_session(s->id());
+    } catch (const std::exception&) {
+      // Closed concurrently: nothing to tear down.
+    }
+  }
+}
+
+}  // namespace sandbox::server
