@@ -82,9 +82,10 @@ int openat2_beneath(int dirfd, const char* path, std::uint64_t flags, mode_t mod
   how.flags = flags | O_CLOEXEC;
   how.mode = (flags & O_CREAT) ? mode : 0;  // openat2 rejects a mode without O_CREAT
   how.resolve = kResolve;
-  for (;;) {
+  // EAGAIN: a concurrent rename raced the lookup (the kernel asks for a retry).
+  for (int attempt = 0;; ++attempt) {
     long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-    if (fd >= 0 || errno != EINTR) return static_cast<int>(fd);
+    if (fd >= 0 || (errno != EINTR && errno != EAGAIN) || attempt == 16) return static_cast<int>(fd);
   }
 }
 

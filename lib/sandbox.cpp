@@ -1,10 +1,12 @@
 #include "sandbox/sandbox.hpp"
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <condition_variable>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -29,7 +31,6 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   mutable std::mutex mutex;
   // A null entry reserves an id while its session starts.
   std::map<std::string, std::shared_ptr<SessionImpl>, std::less<>> sessions;
-  std::uint64_t next_serial = 0;
   Stats stats;
 
   // The warm pool: sessions launched ahead of demand with the default limits.
@@ -70,11 +71,9 @@ void remove_tree(const std::filesystem::path& p) {
 
 std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::string owner,
                                                         Limits limits, Language warm) {
-  std::uint64_t serial;
-  {
-    std::lock_guard lock(mutex);
-    serial = next_serial++;
-  }
+  // Process-wide, so that two Sandboxes sharing a state dir never share a session dir.
+  static std::atomic<std::uint64_t> serials{0};
+  const std::uint64_t serial = serials++;
   isolation::LaunchSpec spec;
   // Directories, cgroups and containers are named by serial, not by the client's id, so that
   // a pooled session can take any id and names never collide across servers.
@@ -143,10 +142,16 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   ::chmod((im.state_dir / "sessions").c_str(), 0711);
   im.backend = isolation::make_backend(im.options.isolation);
   im.backend->recover(im.state_dir);
-  // Leftovers of a crashed earlier server: their processes are gone, their files go too.
+  // Leftovers of a crashed earlier server (s<pid>-<n> of a pid that is gone) go too; a live
+  // process's sessions, even another Sandbox's in this process, stay.
   if (!im.owns_state_dir) {
     std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator(im.state_dir / "sessions", ec)) remove_tree(e.path());
+    for (auto& e : std::filesystem::directory_iterator(im.state_dir / "sessions", ec)) {
+      std::string name = e.path().filename().string();
+      pid_t owner = name.size() > 1 && name[0] == 's' ? static_cast<pid_t>(std::atoi(name.c_str() + 1)) : 0;
+      if (owner > 0 && (::kill(owner, 0) == 0 || errno == EPERM)) continue;
+      remove_tree(e.path());
+    }
   }
   im.io_thread = std::thread([this] { impl_->io.run(); });
   if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });

@@ -157,8 +157,10 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::agent() {
   }
   // The previous agent died (its executions already failed): start a new one, same workspace.
   auto a = start_agent(Language::shell);
+  std::shared_ptr<Agent> previous;
   std::lock_guard lock(mutex_);
   if (!agent_) agent_ = a;
+  previous = std::move(previous_agent_);
   return agent_;
 }
 
@@ -237,7 +239,10 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a) {
     if (a->lost) return;
     a->lost = true;
     a->gone.set_value();
-    if (agent_ == a) agent_.reset();
+    if (agent_ == a) {
+      agent_.reset();
+      if (status_ != SessionStatus::closed) previous_agent_ = a;
+    }
     running.swap(running_);
     replies.swap(replies_);
   }
@@ -433,9 +438,15 @@ void SessionImpl::close() {
     a->channel->close();
     a->destroy();
   }
+  std::shared_ptr<Agent> previous;
   {
     std::lock_guard lock(mutex_);
     agent_.reset();
+    previous = std::move(previous_agent_);
+  }
+  if (previous) {
+    previous->terminate();
+    previous->destroy();
   }
   std::error_code ec;
   std::filesystem::remove_all(spec_.session_dir, ec);

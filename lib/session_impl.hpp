@@ -82,6 +82,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
 
   mutable std::mutex mutex_;
   std::shared_ptr<Agent> agent_;
+  // A dead agent is kept until its successor runs: backends may tie the workspace (a quota
+  // mount) to instances, and overlapping instances share it, so no file is lost.
+  std::shared_ptr<Agent> previous_agent_;
   std::map<std::uint32_t, Running> running_;  // by wire id
   std::map<std::string, std::shared_ptr<ExecutionImpl>, std::less<>> executions_;
   std::shared_ptr<ExecutionImpl> latest_;

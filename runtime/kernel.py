@@ -255,8 +255,27 @@ def execute(code, stdin_text):
     return out
 
 
+def _seed_matplotlib_cache():
+    """Copies the font list built with the runtime into this session's MPLCONFIGDIR:
+    matplotlib would otherwise spend about a second rebuilding it in every new session."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mplcache")
+    dst = os.environ.get("MPLCONFIGDIR")
+    if not dst or not os.path.isdir(src):
+        return
+    try:
+        os.makedirs(dst, exist_ok=True)
+        for name in os.listdir(src):
+            target = os.path.join(dst, name)
+            if name.endswith(".json") and not os.path.exists(target):
+                with open(os.path.join(src, name), "rb") as f, open(target, "wb") as out:
+                    out.write(f.read())
+    except OSError:
+        pass  # a cache miss costs time, never correctness
+
+
 def main(argv):
     os.environ.setdefault("MPLBACKEND", "Agg")  # no display, ever; read by matplotlib on import
+    _seed_matplotlib_cache()
     sys.meta_path.insert(0, _PyplotHook())
     sys.path[0] = ""  # like `python -c`: modules in the workspace (cwd) are importable
     sys.stdin = io.StringIO("")
@@ -274,6 +293,18 @@ def main(argv):
         except Exception:
             pass
         _patch_matplotlib()
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        # One throwaway render loads the fonts and Agg's caches, so that the user's first
+        # plot costs what every later one does.
+        try:
+            import io
+            fig = plt.figure(figsize=(1, 1))
+            fig.gca().plot([0, 1])
+            fig.savefig(io.BytesIO(), format="png")
+            plt.close(fig)
+        except Exception:
+            pass
     reply({"ready": True})
     while True:
         req = receive()

@@ -99,9 +99,12 @@ Options make_options(std::optional<std::filesystem::path> state_dir, std::option
 SandboxPtr default_sandbox(const std::optional<std::string>& isolation) {
   std::string key = isolation.value_or("");
   std::lock_guard lock(defaults_mutex);
-  auto& slot = (*defaults)[key];
-  if (!slot) slot = std::make_shared<Sandbox>(make_options({}, isolation, {}));
-  return slot;
+  auto it = defaults->find(key);
+  if (it != defaults->end()) return it->second;
+  // Made before it is recorded: a backend that cannot start leaves no entry behind.
+  auto sb = std::make_shared<Sandbox>(make_options({}, isolation, {}));
+  defaults->emplace(key, sb);
+  return sb;
 }
 
 // ---- wrappers -----------------------------------------------------------------------------
@@ -472,6 +475,7 @@ the upload or disk limit, InvalidArgumentError for a bad name.)doc")
       .def("__next__", &OutputStream::next);
 
   py::class_<PyExecution>(m, "Execution", R"doc(One run of code in a session, observed while it runs. Made by Session.start().
+Typical use:
 
     ex = s.start("import time\nfor i in range(3):\n    print(i); time.sleep(1)")
     for chunk in ex.stream():      # output as it comes

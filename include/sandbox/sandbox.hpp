@@ -31,7 +31,7 @@ struct Options {
   Limits limits;                       // defaults for new sessions
   std::filesystem::path runtime_dir;   // "" = $SANDBOX_RUNTIME_DIR, installed, or build tree
   isolation::Interpreters interpreters;
-  std::vector<std::string> preload = {"matplotlib", "numpy"};  // imported by warm kernels
+  std::vector<std::string> preload = {"numpy", "matplotlib.pyplot"};  // imported by warm kernels
   std::size_t warm_pool = 0;           // ready sessions kept in reserve
   std::size_t max_sessions = 1000;
 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 
 #include "isolation/backends.hpp"
@@ -22,6 +23,12 @@ namespace {
 constexpr uid_t nobody_uid = 65534;
 constexpr gid_t nogroup_gid = 65534;
 constexpr int agent_fd = 3;
+
+std::string fmt_mode(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
 
 // argv/envp as the child needs them: built before fork, because the child must not allocate.
 struct CStrings {
@@ -82,6 +89,14 @@ class RlimitBackend final : public Backend {
   std::unique_ptr<Instance> launch(const LaunchSpec& spec) override {
     const bool drop = ::geteuid() == 0;
     if (drop) {
+      // The agent starts as uid 65534 in the workspace: every directory above it must let
+      // others search it, or the agent dies at chdir() with nothing to say why.
+      for (auto dir = spec.workspace.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+        struct stat st{};
+        if (::stat(dir.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH))
+          throw Error(errc::permission_denied, "rlimit runs code as uid 65534, which cannot enter " + dir.string() +
+                                                   " (mode " + fmt_mode(st.st_mode) + "): chmod o+x it or choose another state dir");
+      }
       sys::check(::chown(spec.workspace.c_str(), nobody_uid, nogroup_gid), "chown", spec.workspace.string());
     }
     ::chmod(spec.workspace.c_str(), 0700);

@@ -343,7 +343,8 @@ struct Exchange {
         p.get().body().data = chunk;
         p.get().body().size = sizeof chunk;
         boost::system::error_code ec;
-        co_await http::async_read(stream, buf, p, asio::redirect_error(asio::use_awaitable, ec));
+        // read_some: hand over each event as it arrives, not when the buffer is full.
+        co_await http::async_read_some(stream, buf, p, asio::redirect_error(asio::use_awaitable, ec));
         if (ec == http::error::need_buffer) ec = {};
         if (ec == beast::error::timeout) break;  // the caller's deadline: a normal end
         if (ec) throw boost::system::system_error(ec);

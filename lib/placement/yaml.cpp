@@ -61,15 +61,94 @@ std::vector<Line> split_lines(std::string_view text) {
   return out;
 }
 
+nlohmann::json scalar(std::string_view s, std::size_t line);
+
+// One-line flow collections: {a: b, "c": [1, d]}. Plain scalars end at ',', ']' or '}'.
+class Flow {
+ public:
+  Flow(std::string_view s, std::size_t line) : s_(s), line_(line) {}
+
+  nlohmann::json all() {
+    auto v = value();
+    skip();
+    if (i_ != s_.size()) fail(line_, "trailing text after a flow collection");
+    return v;
+  }
+
+ private:
+  void skip() {
+    while (i_ < s_.size() && s_[i_] == ' ') ++i_;
+  }
+  bool eat(char c) {
+    skip();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  nlohmann::json value() {
+    skip();
+    if (eat('{')) {
+      auto out = nlohmann::json::object();
+      if (eat('}')) return out;
+      do {
+        auto key = atom(true);
+        if (!key.is_string()) fail(line_, "flow mapping keys must be strings");
+        if (!eat(':')) fail(line_, "expected ':' in a flow mapping");
+        out[key.get<std::string>()] = value();
+      } while (eat(','));
+      if (!eat('}')) fail(line_, "expected '}'");
+      return out;
+    }
+    if (eat('[')) {
+      auto out = nlohmann::json::array();
+      if (eat(']')) return out;
+      do out.push_back(value());
+      while (eat(','));
+      if (!eat(']')) fail(line_, "expected ']'");
+      return out;
+    }
+    return atom(false);
+  }
+  nlohmann::json atom(bool key) {
+    skip();
+    std::size_t start = i_;
+    if (i_ < s_.size() && (s_[i_] == '"' || s_[i_] == '\'')) {
+      char q = s_[i_++];
+      while (true) {
+        if (i_ >= s_.size()) fail(line_, "unterminated quoted scalar");
+        if (q == '"' && s_[i_] == '\\') {
+          i_ += 2;
+        } else if (s_[i_] == q) {
+          if (q == '\'' && i_ + 1 < s_.size() && s_[i_ + 1] == '\'') {  // '' is one quote
+            i_ += 2;
+            continue;
+          }
+          ++i_;
+          break;
+        } else {
+          ++i_;
+        }
+      }
+      return scalar(s_.substr(start, i_ - start), line_);
+    }
+    while (i_ < s_.size() && s_[i_] != ',' && s_[i_] != ']' && s_[i_] != '}' &&
+           !(key && s_[i_] == ':' && (i_ + 1 == s_.size() || s_[i_ + 1] == ' ')))
+      ++i_;
+    std::string_view t = s_.substr(start, i_ - start);
+    while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+    return scalar(t, line_);
+  }
+
+  std::string_view s_;
+  std::size_t line_;
+  std::size_t i_ = 0;
+};
+
 nlohmann::json scalar(std::string_view s, std::size_t line) {
   if (s.empty() || s == "~" || s == "null") return nullptr;
-  if (s == "{}") return nlohmann::json::object();
-  if (s == "[]") return nlohmann::json::array();
-  if (s.front() == '{' || s.front() == '[') {
-    auto j = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) fail(line, "flow collections must be JSON");
-    return j;
-  }
+  if (s.front() == '{' || s.front() == '[') return Flow(s, line).all();
   if (s.front() == '"') {
     auto j = nlohmann::json::parse(s, nullptr, false);  // a JSON string is a YAML double-quoted one
     if (j.is_discarded() || !j.is_string()) fail(line, "bad double-quoted scalar");

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "server/handlers.hpp"
 #include "server/status.hpp"
@@ -104,7 +105,7 @@ asio::awaitable<void> Exchange::reply(int st, std::string body, std::string_view
   http::response<http::string_body> res{static_cast<http::status>(st), 11, std::move(body),
                                         std::move(extra)};
   finish_headers(res.base());
-  res.set(http::field::content_type, content_type);
+  res.set(http::field::content_type, bsv(content_type));
   res.keep_alive(keep_alive);
   res.prepare_payload();
   status = st;
@@ -207,7 +208,7 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
   while (!shared.stopping.load(std::memory_order_relaxed)) {
     Parser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
-    parser.body_limit(boost::none);  // each route checks its own limit
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // each route checks its own
     pipelined = buffer.size() > 0 ? pipelined + 1 : 0;
     stream.expires_after(opt.keepalive_timeout);
     error_code ec;
@@ -245,11 +246,10 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
     shared.metrics.count_request(x.match.route, x.status);
     if (shared.log.enabled()) {
       auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
-      auto target = parser.get().target();
+      auto target = ssv(parser.get().target());
       shared.log.write({.request_id = x.request_id,
-                        .method = std::string_view(parser.get().method_string()),
-                        .path = std::string_view(target.data(), target.size()).substr(
-                            0, std::string_view(target.data(), target.size()).find('?')),
+                        .method = ssv(parser.get().method_string()),
+                        .path = target.substr(0, target.find('?')),
                         .route = x.match.route ? x.match.route->pattern : std::string_view{},
                         .owner = x.owner,
                         .remote = remote,

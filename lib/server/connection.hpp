@@ -19,6 +19,7 @@
 #include <string>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -40,6 +41,10 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Stream = beast::tcp_stream;
 using Parser = http::request_parser<http::buffer_body>;
+
+// Beast 1.74 speaks boost::string_view; these convert at the edge.
+inline beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+inline std::string_view ssv(beast::string_view s) { return {s.data(), s.size()}; }
 
 // Wakes one coroutine from any thread: notifier() may be called from a library thread; the
 // wake-up is posted to the coroutine's strand, so no wake-up is lost between a check and
@@ -105,9 +110,10 @@ struct Shared {
 };
 
 // Runs `fn` on the blocking pool and resumes the caller on its own executor, with the
-// value or the exception.
+// value or the exception. `fn` is taken by reference and must be a named local of the
+// caller: GCC 12 destroys temporaries passed into a co_await expression twice.
 template <class F>
-asio::awaitable<std::invoke_result_t<F&>> offload(asio::thread_pool& pool, F fn) {
+asio::awaitable<std::invoke_result_t<F&>> offload(asio::thread_pool& pool, F& fn) {
   using R = std::invoke_result_t<F&>;
   using Slot = std::conditional_t<std::is_void_v<R>, bool, std::optional<R>>;
   Slot value{};
@@ -137,7 +143,10 @@ class Exchange {
       : shared_(shared), conn_(conn), stream_(stream), buffer_(buffer), parser_(parser) {}
 
   const http::request_header<>& request() const { return parser_.get(); }
-  std::optional<std::uint64_t> content_length() const { return parser_.content_length(); }
+  std::optional<std::uint64_t> content_length() const {
+    auto cl = parser_.content_length();
+    return cl ? std::optional<std::uint64_t>(*cl) : std::nullopt;
+  }
   bool has_body() const;
 
   // Reads the whole body (at most `limit` bytes; more: resource_exhausted, 413).

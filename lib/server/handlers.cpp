@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -145,7 +146,7 @@ asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, b
   so.id = sid;
   so.owner = x.owner;
   so.language = language;
-  co_return co_await offload(sh.pool, [&sh, so]() -> std::shared_ptr<Session> {
+  auto work = [&sh, so]() -> std::shared_ptr<Session> {
     try {
       return sh.sandbox.create_session(so);
     } catch (const Error& e) {
@@ -156,7 +157,9 @@ asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, b
         throw Error(errc::not_found, fmt::format("no session '{}'", so.id));
       return s;
     }
-  });
+  };
+  auto created = co_await offload(sh.pool, work);
+  co_return created;
 }
 
 std::shared_ptr<Execution> execution_for(Exchange& x, const Session& s) {
@@ -204,7 +207,8 @@ asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
   }
   if (auto lang = opt_string(body, "language")) so.language = parse_language(*lang);
   if (auto* l = field(body, "limits")) so.limits = parse_limits(*l, sh.sandbox.options().limits);
-  auto s = co_await offload(sh.pool, [&sh, so] { return sh.sandbox.create_session(so); });
+  auto work = [&sh, so] { return sh.sandbox.create_session(so); };
+  auto s = co_await offload(sh.pool, work);
   co_await x.reply(201, dump(session_json(*s)));
 }
 
@@ -212,7 +216,8 @@ asio::awaitable<void> sessions_list(Shared& sh, Exchange& x) {
   json list = json::array();
   for (auto& s : sh.sandbox.sessions())
     if (s->owner() == x.owner) list.push_back(session_json(*s));
-  co_await x.reply(200, dump({{"sessions", std::move(list)}}));
+  std::string body = dump(json{{"sessions", std::move(list)}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> session_get(Shared& sh, Exchange& x) {
@@ -224,8 +229,10 @@ asio::awaitable<void> session_delete(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, false);
   std::string id = s->id();
   s.reset();
-  co_await offload(sh.pool, [&sh, id] { sh.sandbox.close_session(id); });
-  co_await x.reply(200, dump({{"id", id}, {"status", "Closed"}}));
+  auto work = [&sh, id] { sh.sandbox.close_session(id); };
+  co_await offload(sh.pool, work);
+  std::string body = dump(json{{"id", id}, {"status", "Closed"}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
@@ -248,7 +255,8 @@ asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
   }
   auto ex = s->start(std::move(req));
   sh.track(ex);
-  co_await x.reply(202, dump({{"execution_id", ex->id()}, {"status", "Running"}}));
+  std::string reply = dump(json{{"execution_id", ex->id()}, {"status", "Running"}});
+  co_await x.reply(202, std::move(reply));
 }
 
 // Waits, without holding a thread, until the execution ends or the deadline passes.
@@ -291,7 +299,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
     std::string chunk = text.substr(from);
     std::uint64_t offset = slice_offset + from;
     at = offset + chunk.size();
-    return sse_event(event, dump({{"offset", offset}, {"text", chunk}}));
+    return sse_event(event, dump(json{{"offset", offset}, {"text", chunk}}));
   };
   while (true) {
     Result r = ex->snapshot(Page{std::min(out, err), UINT64_MAX});
@@ -310,7 +318,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
 
 asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
-  auto boundary = multipart_boundary(x.request()[http::field::content_type]);
+  auto boundary = multipart_boundary(ssv(x.request()[http::field::content_type]));
   if (!boundary) invalid("expected a multipart/form-data body with a boundary");
   // The file limit plus room for the multipart framing around it.
   const std::uint64_t limit = s->limits().upload_bytes + 64 * 1024;
@@ -348,21 +356,25 @@ asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
   co_await x.read_body(limit, [&](std::string_view c) { mp.feed(c); });
   mp.finish();
   if (!complete) invalid("the multipart field 'file' is missing");
-  FileInfo info = co_await offload(sh.pool, [&writer] { return writer->commit(); });
+  auto work = [&writer] { return writer->commit(); };
+  FileInfo info = co_await offload(sh.pool, work);
   sh.metrics.add_upload_bytes(written);
-  co_await x.reply(200, dump({{"name", info.name},
+  std::string body = dump(json{{"name", info.name},
                                {"size", info.size},
                                {"modified", info.modified},
-                               {"type", info.type}}));
+                               {"type", info.type}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> files_list(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
-  auto files = co_await offload(sh.pool, [s] { return s->files().list(); });
+  auto work = [s] { return s->files().list(); };
+  auto files = co_await offload(sh.pool, work);
   json list = json::array();
   for (auto& f : files)
     list.push_back({{"name", f.name}, {"size", f.size}, {"modified", f.modified}, {"type", f.type}});
-  co_await x.reply(200, dump({{"files", std::move(list)}}));
+  std::string body = dump(json{{"files", std::move(list)}});
+  co_await x.reply(200, std::move(body));
 }
 
 std::string disposition(std::string_view name) {
@@ -376,10 +388,11 @@ std::string disposition(std::string_view name) {
 asio::awaitable<void> files_download(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
   std::string name = x.match.param("name");
-  FileReader reader = co_await offload(sh.pool, [s, name] { return s->files().open_download(name); });
+  auto work = [s, name] { return s->files().open_download(name); };
+  FileReader reader = co_await offload(sh.pool, work);
   http::response<http::empty_body> res{http::status::ok, 11};
   res.set(http::field::content_type, "application/octet-stream");
-  res.set(http::field::content_disposition, disposition(name));
+  res.set(http::field::content_disposition, bsv(disposition(name)));
   res.content_length(reader.size());
   co_await x.reply_header(res);
   // Streamed in chunks from the open fd: the file is never held whole.
@@ -400,13 +413,16 @@ asio::awaitable<void> files_download(Shared& sh, Exchange& x) {
 asio::awaitable<void> files_delete(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
   std::string name = x.match.param("name");
-  co_await offload(sh.pool, [s, name] { s->files().remove(name); });
-  co_await x.reply(200, dump({{"deleted", name}}));
+  auto work = [s, name] { s->files().remove(name); };
+  co_await offload(sh.pool, work);
+  std::string body = dump(json{{"deleted", name}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> processes(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
-  auto procs = co_await offload(sh.pool, [s] { return s->processes(); });
+  auto work = [s] { return s->processes(); };
+  auto procs = co_await offload(sh.pool, work);
   json list = json::array();
   for (auto& p : procs)
     list.push_back({{"pid", p.pid},
@@ -417,7 +433,8 @@ asio::awaitable<void> processes(Shared& sh, Exchange& x) {
                     {"rss", p.rss_bytes},
                     {"cpu_time_ms", p.cpu_time_ms},
                     {"start_time", p.start_time}});
-  co_await x.reply(200, dump({{"processes", std::move(list)}}));
+  std::string body = dump(json{{"processes", std::move(list)}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
@@ -427,8 +444,10 @@ asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
   if (ec != std::errc{} || p != raw.data() + raw.size() || pid <= 0)
     invalid(fmt::format("'{}' is not a process id", raw));
   auto s = co_await session_for(sh, x, true);
-  co_await offload(sh.pool, [s, pid] { s->kill(pid); });
-  co_await x.reply(200, dump({{"killed", pid}}));
+  auto work = [s, pid] { s->kill(pid); };
+  co_await offload(sh.pool, work);
+  std::string body = dump(json{{"killed", pid}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
@@ -458,10 +477,7 @@ asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
 }  // namespace
 
 asio::awaitable<void> handle(Shared& sh, Exchange& x) {
-  auto target = x.request().target();
-  x.match = match(std::string_view(x.request().method_string().data(),
-                                   x.request().method_string().size()),
-                  std::string_view(target.data(), target.size()));
+  x.match = match(ssv(x.request().method_string()), ssv(x.request().target()));
   switch (x.match.outcome) {
     case Outcome::bad_path:
       co_await x.reply_error(400, errc::invalid_argument, x.match.reason);
@@ -469,17 +485,17 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
     case Outcome::not_found:
       co_await x.reply_error(404, errc::not_found, "no such route");
       co_return;
-    case Outcome::method_not_allowed:
+    case Outcome::method_not_allowed: {
       http::fields extra;
-      extra.set(http::field::allow, x.match.allow);
+      extra.set(http::field::allow, bsv(x.match.allow));
       co_await x.reply_error(405, errc::invalid_argument, "method not allowed", std::move(extra));
       co_return;
+    }
     case Outcome::matched:
       break;
   }
   if (sh.tokens.enabled()) {
-    auto auth = x.request()[http::field::authorization];
-    auto owner = sh.tokens.owner_for(std::string_view(auth.data(), auth.size()));
+    auto owner = sh.tokens.owner_for(ssv(x.request()[http::field::authorization]));
     if (owner) x.owner = std::move(*owner);
     else if (x.match.route->needs_token) {
       http::fields extra;

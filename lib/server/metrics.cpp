@@ -24,7 +24,9 @@ void Metrics::count_request(const Route* route, int status) {
 
 std::string Metrics::render(const Sandbox& sandbox) const {
   std::string out;
-  auto line = [&](auto&&... args) { fmt::format_to(std::back_inserter(out), args...); };
+  auto line = [&]<typename... A>(fmt::format_string<A...> f, A&&... a) {
+    fmt::format_to(std::back_inserter(out), f, std::forward<A>(a)...);
+  };
 
   line("# HELP sandbox_info The isolation backend and version of this server.\n"
        "# TYPE sandbox_info gauge\n"

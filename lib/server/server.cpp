@@ -92,7 +92,8 @@ struct Server::Impl {
         auto doomed = expired_sessions();
         for (auto& id : doomed) {
           try {
-            co_await offload(shared.pool, [this, id] { shared.sandbox.close_session(id); });
+            auto work = [this, id] { shared.sandbox.close_session(id); };
+            co_await offload(shared.pool, work);
           } catch (const std::exception&) {
             // Already closed by its owner meanwhile: nothing left to reap.
           }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -50,7 +51,8 @@ struct RunOpts {
 
 class Agent {
  public:
-  explicit Agent(std::vector<std::string> extra = {}) {
+  // `wrapper` is put before the agent's argv (e.g. unshare to make it PID 1).
+  explicit Agent(std::vector<std::string> extra = {}, std::vector<std::string> wrapper = {}) {
     workspace_ = fs::temp_directory_path() / ("agent-test-" + std::to_string(::getpid()) + "-" +
                                               std::to_string(counter_++));
     fs::create_directories(workspace_);
@@ -62,6 +64,7 @@ class Agent {
                                      runtime_dir().string(), "--python", "/usr/bin/python3",
                                      "--node",      "/usr/bin/node", "--shell", "/bin/sh"};
     args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.begin(), wrapper.begin(), wrapper.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -127,10 +130,26 @@ class Agent {
     Outcome r;
     auto t0 = Clock::now();
     auto until = t0 + std::chrono::milliseconds(timeout_ms);
+    // Frames of this execution read earlier while waiting for another come first.
+    std::deque<Frame> mine;
+    for (auto it = aside_.begin(); it != aside_.end();) {
+      if (it->id == id && it->type != Type::reply) {
+        mine.push_back(std::move(*it));
+        it = aside_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-      if (left <= 0) throw std::runtime_error("no DONE for execution " + std::to_string(id));
-      auto f = next(static_cast<int>(left));
+      std::optional<Frame> f;
+      if (!mine.empty()) {
+        f = std::move(mine.front());
+        mine.pop_front();
+      } else {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+        if (left <= 0) throw std::runtime_error("no DONE for execution " + std::to_string(id));
+        f = next(static_cast<int>(left));
+      }
       if (!f) continue;
       if (f->id != id || f->type == Type::reply) {
         aside_.push_back(std::move(*f));
@@ -166,6 +185,7 @@ class Agent {
   }
 
   json list() { return request(Type::list, json::object()); }
+  void close_control() { host_.reset(); }
 
   int agent_pid() const { return agent_pid_; }
   pid_t host_pid() const { return pid_; }
@@ -331,6 +351,17 @@ TEST(AgentPython, SurvivesClosedStdoutAndReplacedStreams) {
   EXPECT_EQ(r.done["result"], "42");
 }
 
+TEST(AgentPython, MissingInterpreterFailsTheRunNotTheAgent) {
+  Agent a({"--python", "/nonexistent/python3"});
+  auto r = a.run("python", "1");
+  EXPECT_EQ(r.done["status"], "Failed");
+  EXPECT_EQ(r.done["termination"], "kernel_died");
+  std::string value = r.done["error"]["value"];
+  EXPECT_NE(value.find("code 127"), std::string::npos) << value;
+  EXPECT_NE(value.find("/nonexistent/python3"), std::string::npos) << value;
+  EXPECT_EQ(a.run("shell", "echo ok").out, "ok\n");
+}
+
 TEST(AgentPython, FreshRunsInItsOwnInterpreter) {
   Agent a;
   a.run("python", "v = 5");
@@ -490,10 +521,43 @@ TEST(AgentProcesses, ControlEofShutsDown) {
   std::vector<int> pids;
   for (const auto& p : a->list()) pids.push_back(p["pid"]);
   ASSERT_FALSE(pids.empty());
-  pid_t agent = a->host_pid();
-  a.reset();  // SHUTDOWN then wait; covers the destructor path too
-  EXPECT_FALSE(alive(agent));
+  a->close_control();
+  auto st = a->wait_exit(10000);
+  ASSERT_TRUE(st.has_value()) << "the agent ignored EOF on its control socket";
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
   for (int pid : pids) EXPECT_FALSE(alive(pid));
+}
+
+TEST(AgentProcesses, AsPid1OfAPidNamespace) {
+  if (::geteuid() != 0 || std::system("unshare --pid --fork --mount-proc true >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "cannot create a pid namespace here";
+  Agent a({}, {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--kill-child"});
+  EXPECT_EQ(a.agent_pid(), 1);
+  // An orphan (its parent exits at once) is re-parented to PID 1 and reaped by the agent.
+  auto r = a.run("shell", "(sleep 0.2 &) ; echo $$");
+  EXPECT_EQ(r.done["status"], "Finished");
+  EXPECT_EQ(a.run("python", "import os; os.getppid()").done["result"], "1");
+  ::usleep(500000);
+  for (const auto& p : a.list()) {
+    EXPECT_NE(p["state"], "Z") << "unreaped zombie: " << p.dump();
+    EXPECT_NE(p["pid"], 1);
+  }
+  EXPECT_EQ(a.request(Type::kill, {{"pid", 1}, {"signal", 9}})["error"], "not_found");
+}
+
+TEST(AgentNode, SandboxGlobals) {
+  if (!has_vm2()) GTEST_SKIP() << "vm2 is not installed in the runtime directory";
+  Agent a;
+  auto r = a.run("nodejs", "[typeof require, typeof process, typeof setTimeout, typeof console.log].join(' ')");
+  EXPECT_EQ(r.done["result"], "'undefined undefined function function'");
+  r = a.run("nodejs", "setTimeout(() => console.log('late'), 10); 'now'");
+  EXPECT_EQ(r.done["result"], "'now'");
+  r = a.run("nodejs", "new Promise(res => setTimeout(res, 50)).then(() => 'after')");
+  EXPECT_EQ(r.done["result"], "'after'");
+  r = a.run("nodejs", "let z = 1");
+  EXPECT_EQ(r.done["status"], "Finished");
+  r = a.run("nodejs", "z + 1");
+  EXPECT_EQ(r.done["result"], "2");
 }
 
 // ---------------------------------------------------------------- speed (printed, not asserted)

@@ -8,12 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -243,6 +246,37 @@ TEST_F(FilesTest, HardLinkToOutsideFileIsNeitherReadNorWritten) {
   EXPECT_EQ(read_file(outside_ / "secret"), "top secret");
   EXPECT_EQ(fs::hard_link_count(outside_ / "secret"), 1u);
   EXPECT_EQ(files_->download("stolen"), "overwritten");
+}
+
+TEST_F(FilesTest, RacingSymlinkSwapNeverEscapes) {
+  // Sandboxed code swaps a real directory and a symlink to the outside under one name, as
+  // fast as it can, while the host uploads into and downloads from that directory.
+  fs::create_directory(ws_ / "d");
+  write_file(ws_ / "d/secret", "inside");
+  fs::create_directory_symlink(outside_, ws_ / "alt");
+  std::atomic<bool> stop{false};
+  std::thread swapper([&] {
+    while (!stop) ::renameat2(AT_FDCWD, (ws_ / "d").c_str(), AT_FDCWD, (ws_ / "alt").c_str(), RENAME_EXCHANGE);
+  });
+  int downloads = 0, uploads = 0;
+  for (int i = 0; i < 2000; ++i) {
+    try {
+      EXPECT_EQ(files_->download("d/secret"), "inside");
+      ++downloads;
+    } catch (const sandbox::Error&) {
+    }
+    try {
+      files_->upload("d/f" + std::to_string(i % 4), "x", {.overwrite = true});
+      ++uploads;
+    } catch (const sandbox::Error&) {
+    }
+  }
+  stop = true;
+  swapper.join();
+  EXPECT_EQ(raw_entries(outside_), std::vector<std::string>{"secret"});
+  EXPECT_EQ(read_file(outside_ / "secret"), "top secret");
+  RecordProperty("downloads", downloads);
+  RecordProperty("uploads", uploads);
 }
 
 TEST_F(FilesTest, OversizedUploadsAreRefusedAndLeaveNothing) {

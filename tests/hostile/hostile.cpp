@@ -41,6 +41,7 @@ std::map<std::string, Slot, std::less<>> g_slots;
 
 std::shared_ptr<Session> make_neighbour(sandbox::Sandbox& sb, const std::string& backend) {
   auto n = sb.create_session({.id = "neighbour-" + backend + "-" + random_hex(6)});
+  n->run({.code = "1+1", .timeout = 20s});  // its kernel is up before a case's baseline
   return n;
 }
 
@@ -169,6 +170,7 @@ void Hostile::SetUp() {
   vars_["SECRET_ENV"] = g_world.secret_env_value;
   vars_["STATE_DIR"] = (g_world.state_root / backend()).string();
   vars_["RUNTIME_DIR"] = SANDBOX_TEST_RUNTIME_DIR;
+  vars_["BACKEND"] = backend();
   baseline_ = host::descendants(::getpid());
   session_ = new_session("");
 }
@@ -232,9 +234,25 @@ Json Hostile::json_of(const Result& r) {
 }
 
 void Hostile::snapshot() {
+  // Our descendants, minus the subtrees of processes that predate the case (the neighbour
+  // session's agent and whatever it starts) and minus the host processes the case started.
   std::set<host::Proc> base(baseline_.begin(), baseline_.end());
-  for (auto& p : host::descendants(::getpid()))
-    if (!base.count(p)) seen_.insert(p);
+  const std::string host_mark = "hh" + marker_.substr(2);
+  auto all = host::all_processes();
+  std::multimap<pid_t, const host::Proc*> children;
+  for (const auto& p : all) children.emplace(p.ppid, &p);
+  std::vector<pid_t> todo{::getpid()};
+  while (!todo.empty()) {
+    pid_t parent = todo.back();
+    todo.pop_back();
+    auto [b, e] = children.equal_range(parent);
+    for (auto it = b; it != e; ++it) {
+      const host::Proc& p = *it->second;
+      if (base.count(p) || p.cmdline.rfind(host_mark, 0) == 0) continue;
+      seen_.insert(p);
+      todo.push_back(p.pid);
+    }
+  }
 }
 
 std::string Hostile::host_leaks() {
@@ -282,7 +300,8 @@ std::string Hostile::host_leaks() {
   return leaks;
 }
 
-void Hostile::verdict(const Claims& claims, std::string_view what, bool contained, std::string detail) {
+void Hostile::verdict(const Claims& claims, std::string_view what, bool contained, std::string detail,
+                      std::string_view contained_as) {
   judged_ = true;
   const std::string leaks = host_leaks();
   const bool claimed = claims.count(backend()) > 0;
@@ -290,19 +309,28 @@ void Hostile::verdict(const Claims& claims, std::string_view what, bool containe
   // Teardown (no process, mount or cgroup left, neighbour alive) is claimed by every backend
   // except where the case's claims exclude it: rlimit cannot reap daemons that escape.
   const bool teardown_claimed = claimed || backend() != "rlimit";
-  const char* outcome = ok ? (claimed ? "contained" : "contained-unclaimed")
-                           : ((claimed || (!leaks.empty() && teardown_claimed)) ? "breached" : "expected-miss");
+  const std::string outcome =
+      ok ? (!contained_as.empty() ? std::string(contained_as) : claimed ? "contained" : "contained-unclaimed")
+         : ((claimed || (!leaks.empty() && teardown_claimed)) ? "breached" : "expected-miss");
   std::string all = detail + leaks;
   if (all.size() > 600) all = all.substr(0, 600) + "...";
   RecordProperty("what", std::string(what));
   RecordProperty("outcome", outcome);
   RecordProperty("claimed", claimed ? "yes" : "no");
   RecordProperty("detail", all);
-  if (std::string_view(outcome) == "breached") {
+  if (outcome == "breached") {
     ADD_FAILURE() << backend() << " claims to contain " << what << " but did not: " << all;
   } else if (!ok) {
     GTEST_SKIP() << backend() << " does not contain " << what << " (expected miss): " << all;
   }
+}
+
+void Kernel::kernel_verdict(std::string_view what, bool refused, std::string detail) {
+  if (backend() == "runsc") {
+    verdict({"runsc"}, what, true, "the sentry answered: " + detail, "emulated");
+    return;
+  }
+  verdict({"namespaces"}, what, refused, std::move(detail));
 }
 
 void Hostile::not_run(const Claims& claims, std::string_view what, std::string why) {

@@ -24,7 +24,7 @@ void Neighbour::bomb_with_neighbour(std::string_view what, const std::string& bo
     std::this_thread::sleep_for(300ms);  // let the bomb get going
     Answers a;
     const auto t0 = std::chrono::steady_clock::now();
-    while (a.count < 40 && std::chrono::steady_clock::now() - t0 < 4s) {
+    while (a.count < 400 && std::chrono::steady_clock::now() - t0 < 3500ms) {
       const auto s0 = std::chrono::steady_clock::now();
       auto r = b->run({.code = "1+1", .timeout = 10s});
       const long ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - s0).count();

@@ -49,7 +49,9 @@ while n < 1000 and time.time() - t0 < 2.0:
 out(forks=n, errno=err)
 )");
   const int forks = j.is_object() ? j["forks"].get<int>() : -1;
-  verdict(kAll, "a fork bomb (processes capped)", forks >= 0 && forks < 64 && !j["errno"].is_null(),
+  // Refused forks, or the session's limits killed the bomb outright.
+  const bool stopped = forks < 0 && ended(last_) && last_.status != sandbox::Status::finished;
+  verdict(kAll, "a fork bomb (processes capped)", (forks >= 0 && forks < 64 && !j["errno"].is_null()) || stopped,
           fmt::format("{} forks before refusal, {}", forks, brief(last_)));
 }
 
@@ -75,7 +77,8 @@ ev.set()
 out(threads=n, error=err)
 )");
   const int n = j.is_object() ? j["threads"].get<int>() : -1;
-  verdict(kAll, "a thread bomb (threads count as processes)", n >= 0 && n < 64,
+  const bool stopped = n < 0 && ended(last_) && last_.status != sandbox::Status::finished;
+  verdict(kAll, "a thread bomb (threads count as processes)", (n >= 0 && n < 64) || stopped,
           fmt::format("{} threads started, {}", n, brief(last_)));
 }
 

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/protocol.hpp"
 #include "isolation/namespaces/cgroup.hpp"
 #include "sandbox/error.hpp"
 
@@ -147,7 +148,7 @@ TEST_F(NamespacesTest, ChildIsInNewNamespaces) {
 TEST_F(NamespacesTest, UnprivilegedWithoutCapabilities) {
   auto out = run(
       "id -u; id -g; id -G\n"
-      "grep -E '^(Cap|NoNewPrivs|Seccomp):' /proc/self/status\n"
+      "grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status\n"
       "echo pid=$$\n"
       "hostname\n");
   EXPECT_NE(out.find("1000\n1000\n1000\n"), std::string::npos) << out;
@@ -157,6 +158,27 @@ TEST_F(NamespacesTest, UnprivilegedWithoutCapabilities) {
     EXPECT_NE(out.find(cap), std::string::npos) << cap << " in\n" << out;
   EXPECT_NE(out.find("pid=1\n"), std::string::npos) << out;  // init of its pid namespace
   EXPECT_NE(out.find("sandbox\n"), std::string::npos) << out;
+}
+
+TEST_F(NamespacesTest, ServerSignalStateIsNotInherited) {
+  // A server typically ignores SIGPIPE and blocks signals in worker threads.
+  struct sigaction ign {}, old_pipe {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, &old_pipe);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  std::string out;
+  try {
+    out = run("grep -E '^Sig(Blk|Ign):' /proc/self/status\n");
+  } catch (...) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  EXPECT_NE(out.find("SigBlk:\t0000000000000000"), std::string::npos) << out;
+  EXPECT_NE(out.find("SigIgn:\t0000000000000000"), std::string::npos) << out;
 }
 
 TEST_F(NamespacesTest, RootHoldsOnlyWhatInterpretersNeed) {
@@ -173,7 +195,7 @@ TEST_F(NamespacesTest, RootHoldsOnlyWhatInterpretersNeed) {
       "echo hi > /dev/null && echo devnull-ok\n"
       "echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable\n"
       "ls /proc/sys | wc -l\n"
-      "ls /proc | grep -E '^[0-9]+$' | wc -l | sed 's/^/procs=/'\n");
+      "echo procs: /proc/[0-9]*\n");  // a builtin glob: the shell alone
   for (const char* absent : {"/etc/shadow", "/root", "/home", "/var", "/etc/ssh", "/boot", "/sys"})
     EXPECT_NE(out.find(std::string("no ") + absent + "\n"), std::string::npos) << absent << "\n" << out;
   for (const char* present : {"/etc/ld.so.cache", "/usr/bin/python3", "/workspace", "/tmp",
@@ -184,8 +206,15 @@ TEST_F(NamespacesTest, RootHoldsOnlyWhatInterpretersNeed) {
   for (const char* good : {"workspace-ok", "tmp-ok", "devnull-ok"})
     EXPECT_NE(out.find(good), std::string::npos) << out;
   EXPECT_NE(out.find("\n0\n"), std::string::npos) << "/proc/sys is not covered\n" << out;
-  EXPECT_NE(out.find("procs=3\n"), std::string::npos) << "sh, ls, grep only\n" << out;
-  EXPECT_EQ(slurp(spec_.workspace / "w"), "hi\n");  // the host sees the workspace write
+  EXPECT_NE(out.find("procs: /proc/1\n"), std::string::npos) << "only the agent's shell\n" << out;
+}
+
+TEST_F(NamespacesTest, HostSeesTheWorkspace) {
+  auto inst = start("echo hi > /workspace/w; echo ready; exec sleep 30\n");
+  read_until(inst->control_fd(), "ready");
+  EXPECT_EQ(slurp(spec_.workspace / "w"), "hi\n");
+  inst.reset();
+  EXPECT_FALSE(fs::exists(spec_.workspace / "w")) << "the workspace is ephemeral (a tmpfs)";
 }
 
 TEST_F(NamespacesTest, OnlyLoopbackNetwork) {
@@ -247,12 +276,13 @@ TEST_F(NamespacesTest, InterpretersWorkInTheNewRoot) {
   auto out = run(
       "python3 -c 'import matplotlib, numpy, json, ssl; import matplotlib.pyplot as plt; "
       "plt.plot([1,2]); plt.savefig(\"/workspace/f.png\"); print(\"python ok\")'\n"
+      "test -s /workspace/f.png && echo png ok\n"
       "node -e 'require(\"os\").cpus(); console.log(\"node ok\")'\n"
       "python3 -c 'import subprocess; print(subprocess.run([\"echo\", \"sub ok\"], capture_output=True, text=True).stdout, end=\"\")'\n");
   EXPECT_NE(out.find("python ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("png ok"), std::string::npos) << out;
   EXPECT_NE(out.find("node ok"), std::string::npos) << out;
   EXPECT_NE(out.find("sub ok"), std::string::npos) << out;
-  EXPECT_TRUE(fs::exists(spec_.workspace / "f.png"));
 }
 
 TEST_F(NamespacesTest, MemoryLimitKillsAHog) {
@@ -308,7 +338,7 @@ TEST_F(NamespacesTest, TeardownLeavesNothingBehind) {
   ::usleep(100'000);
   EXPECT_GT(host_processes_with("sleep 1234.5"), 2);
   EXPECT_TRUE(mounted_under(spec_.workspace));
-  EXPECT_EQ(leftover_cgroups(), 1);
+  EXPECT_GT(leftover_cgroups(), 0);
   pid_t agent = inst->host_pid();
   inst.reset();
   EXPECT_EQ(host_processes_with("sleep 1234.5"), 0);
@@ -362,13 +392,22 @@ TEST_F(NamespacesTest, FailingStepIsNamed) {
 TEST_F(NamespacesTest, LaunchCostIsSmall) {
   // Not a timed assertion (benchmarks measure speed); printed for the report.
   constexpr int n = 20;
-  auto t0 = std::chrono::steady_clock::now();
+  using ms = std::chrono::duration<double, std::milli>;
+  ms launch{}, teardown{};
+  write(dir_ / "runtime" / "cmd", "exit 0\n");
   for (int i = 0; i < n; ++i) {
-    auto inst = start("exit 0\n");
+    auto t0 = std::chrono::steady_clock::now();
+    auto inst = backend_->launch(spec_);
+    auto t1 = std::chrono::steady_clock::now();
     read_all(inst->control_fd());
+    auto t2 = std::chrono::steady_clock::now();
+    inst.reset();
+    auto t3 = std::chrono::steady_clock::now();
+    launch += t1 - t0;
+    teardown += t3 - t2;
   }
-  auto per = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0) / n;
-  std::printf("launch + exit + teardown: %.2f ms per session\n", per.count());
+  std::printf("launch (to execve of the agent): %.2f ms, teardown: %.2f ms per session\n",
+              launch.count() / n, teardown.count() / n);
   EXPECT_EQ(leftover_cgroups(), 0);
 }
 
@@ -397,4 +436,37 @@ TEST_F(NamespacesTest, RecoverRemovesADeadServersCgroups) {
   for (auto& root : layout.roots()) EXPECT_FALSE(fs::exists(root / name)) << root;
 }
 
+}  // namespace
+
+namespace {
+// The real agent (built into the runtime dir) says HELLO and runs Python in the new root.
+TEST_F(NamespacesTest, RealAgentRunsPython) {
+  fs::path runtime = SANDBOX_TEST_RUNTIME_DIR;
+  if (!fs::exists(runtime / "sandbox-agent")) GTEST_SKIP() << "sandbox-agent not built";
+  spec_.runtime_dir = runtime;
+  auto inst = backend_->launch(spec_);
+  auto hello = agent::read_frame(inst->control_fd());
+  ASSERT_TRUE(hello.has_value());
+  EXPECT_EQ(hello->type, agent::Type::hello) << hello->payload;
+  agent::write_frame(inst->control_fd(), agent::Type::run, 7,
+                     R"J({"lang":"python","code":"import os\nprint(os.getuid(), 6*7)","stdin":"",)J"
+                     R"J("timeout_ms":30000,"fresh":false,"output_cap":65536})J");
+  std::string output, done;
+  while (auto f = agent::read_frame(inst->control_fd())) {
+    if (f->type == agent::Type::output) output += f->payload;
+    if (f->type == agent::Type::done) {
+      done = f->payload;
+      break;
+    }
+  }
+  EXPECT_NE(output.find("1000 42"), std::string::npos) << output << "\n" << done;
+}
+
+// For poking at the sandbox by hand: SANDBOX_NS_SCRIPT=file ./namespaces_test
+// --gtest_also_run_disabled_tests --gtest_filter=*Explore
+TEST_F(NamespacesTest, DISABLED_Explore) {
+  const char* script = std::getenv("SANDBOX_NS_SCRIPT");
+  if (!script) GTEST_SKIP() << "set SANDBOX_NS_SCRIPT";
+  std::printf("%s", run(slurp(script)).c_str());
+}
 }  // namespace

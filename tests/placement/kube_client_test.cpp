@@ -187,12 +187,11 @@ TEST_F(KubeClientTest, WaitSeesDeletionAndTimesOut) {
   EXPECT_EQ(code_of([&] { c.wait_pod("never-ready", [](const PodState& s) { return s.ready; }, 700ms); }),
             errc::timeout);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
-  std::thread deleter([&] {
+  std::jthread deleter([&] {
     std::this_thread::sleep_for(200ms);
     KubeClient(fk.config(), fast()).delete_pod("never-ready");
   });
   auto st = c.wait_pod("never-ready", [](const PodState& s) { return s.ready; }, 10s);
-  deleter.join();
   EXPECT_TRUE(st.gone);
 }
 

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -94,7 +95,6 @@ class NamespacesInstance final : public Instance {
     child_.wait();  // the agent was init: its death took the whole pid namespace along
     cgroup_.reset();
     workspace_.reset();
-    if (!new_root_.empty()) ::rmdir(new_root_.c_str());
   }
 
   int control_fd() const override { return control_.get(); }
@@ -110,7 +110,6 @@ class NamespacesInstance final : public Instance {
   }
 
   // Filled in by launch(), in this order; destroyed in reverse by the destructor.
-  fs::path new_root_;
   std::unique_ptr<mount::Workspace> workspace_;
   std::unique_ptr<cgroup::Cgroup> cgroup_;
   Child child_;
@@ -135,6 +134,14 @@ errc classify(int err) {
       return e == errc::resource_exhausted ? e : errc::internal;
     }
   }
+}
+
+// One "go" byte to the child. If it already died, its failure report is what matters:
+// await_exec() reads it, so EPIPE is not an error here.
+void release(int sync_fd) {
+  char go = 1;
+  if (::send(sync_fd, &go, 1, MSG_NOSIGNAL) != 1 && errno != EPIPE && errno != ECONNRESET)
+    throw_syscall("send", errno, "releasing the child");
 }
 
 // Waits for the child to exec (EOF on the sync socket) or to report its failing step.
@@ -185,17 +192,11 @@ class NamespacesBackend final : public Backend {
       throw Error(errc::invalid_argument, "namespaces: workspace and runtime_dir are required");
 
     auto inst = std::make_unique<NamespacesInstance>();
-    inst->new_root_ = (spec.session_dir.empty() ? fs::path("/mnt") : spec.session_dir / ".root");
-    if (!spec.session_dir.empty() && ::mkdir(inst->new_root_.c_str(), 0700) != 0 && errno != EEXIST)
-      throw_syscall("mkdir", errno, inst->new_root_.string());
-    if (spec.session_dir.empty()) inst->new_root_.clear();  // nothing of ours to remove
-    const std::string root = spec.session_dir.empty() ? "/mnt" : (spec.session_dir / ".root").string();
-
     inst->workspace_ = std::make_unique<mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
 
     ChildPlan plan;
-    plan.new_root = root;
-    plan.mounts = mount::plan(spec, root);
+    plan.new_root = new_root_dir;
+    plan.mounts = mount::plan(spec, plan.new_root);
     plan.rlimits = rlimits::plan(spec.limits);
     plan.cap_last = host().cap_last;
     plan.seccomp = &seccomp::filter();
@@ -218,24 +219,31 @@ class NamespacesBackend final : public Backend {
 
     Stack stack;
     if (stack.base == MAP_FAILED) throw_syscall("mmap", errno, "clone stack");
+    // No signal may run a server handler in the child before it resets them.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = ::clone(contain, stack.top(), clone_flags | SIGCHLD, &plan);
-    if (pid < 0) throw Error(classify(errno), std::string("namespaces: clone: ") + std::strerror(errno));
+    int clone_errno = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0)
+      throw Error(classify(clone_errno), std::string("namespaces: clone: ") + std::strerror(clone_errno));
     inst->child_.adopt(pid);
     control_child.reset();
     sync_child.reset();
 
     try {
-      inst->cgroup_->add(pid);
-    } catch (const Error& e) {
-      throw Error(e.code_value(), "namespaces: joining the cgroup: " + e.message());
-    }
-    try {
       user::init_ns_from_parent(pid);
     } catch (const Error& e) {
       throw Error(errc::unavailable, "namespaces: uid/gid map: " + e.message());
     }
-    char go = 1;
-    if (::write(sync_parent.get(), &go, 1) != 1) throw_syscall("write", errno, "release child");
+    release(sync_parent.get());  // the child builds its root meanwhile
+    try {
+      inst->cgroup_->add(pid);
+    } catch (const Error& e) {
+      throw Error(e.code_value(), "namespaces: joining the cgroup: " + e.message());
+    }
+    release(sync_parent.get());
     await_exec(sync_parent.get());
 
     inst->control_ = std::move(control_host);
@@ -278,6 +286,14 @@ class NamespacesBackend final : public Backend {
     if (pid < 0) return {false, std::string("clone(CLONE_NEWUSER|...): ") + std::strerror(errno)};
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    // And a session cgroup with every limit (on v2 this is where a non-delegated cgroup
+    // shows): made and removed at once.
+    try {
+      cgroup::Cgroup::create(h.layout, std::to_string(::getpid()) + ".probe",
+                             cgroup::from(sandbox::Limits{}));
+    } catch (const Error& e) {
+      return {false, e.message()};
     }
     return {true, h.layout.reason};
   }

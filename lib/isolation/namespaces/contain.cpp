@@ -2,8 +2,8 @@
 // no exceptions; every step is a syscall wrapper that returns false with errno set, and the
 // first failure is reported to the parent (step name + errno) over the sync socket.
 //
-// By the time the parent releases us it has put us in the session's cgroup and written our
-// uid/gid maps; clone() already gave us new user, pid, mount, net, ipc and uts namespaces.
+// clone() gave us new user, pid, mount, net, ipc and uts namespaces; the parent maps our
+// ids and puts us in the session's cgroup, releasing us after each (see below).
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
@@ -52,17 +52,26 @@ int contain(void* arg) {
   ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   const char* target = nullptr;
 
-  // Wait for the parent: cgroup joined, uid/gid maps written (or it died: EOF).
+  if (!pid::reset_signals()) fail(plan, "signals", nullptr);
+  // Two releases from the parent: uid/gid maps written, then cgroup joined. Joining a
+  // cgroup and detaching the old root both wait out an RCU grace period (milliseconds),
+  // so the parent joins us to the cgroup while we build the root. A read of EOF means the
+  // parent is gone.
   char go = 0;
   if (::read(plan.sync_fd, &go, 1) != 1) ::_exit(127);
 
-  if (!cgroup::init_ns()) fail(plan, "cgroup namespace", nullptr);
+  if (!mount::open_sources(plan, &target)) fail(plan, "open bind source", target);
+  // The inside user first: files we create in the new root must belong to a mapped id.
+  // Our host ids (root) are unmapped here, so the switch keeps our namespace capabilities.
+  if (!user::init_ns()) fail(plan, "setuid", nullptr);
   if (!mount::init_ns(plan, &target)) fail(plan, "mount", target);
   if (!net::init_ns()) fail(plan, "loopback up", nullptr);
   if (!ipc_uts::init_ns()) fail(plan, "hostname", nullptr);
   if (!keep_only_fds(plan)) fail(plan, "close fds", nullptr);
   if (!rlimits::apply(plan.rlimits)) fail(plan, "rlimits", nullptr);
-  if (!user::init_ns()) fail(plan, "setuid", nullptr);
+
+  if (::read(plan.sync_fd, &go, 1) != 1) ::_exit(127);
+  if (!cgroup::init_ns()) fail(plan, "cgroup namespace", nullptr);
   if (!pid::init_ns(plan.sync_fd)) fail(plan, "parent-death signal, setsid", nullptr);
   if (!capabilities::drop(plan.cap_last)) fail(plan, "drop capabilities", nullptr);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(plan, "no_new_privs", nullptr);

@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -230,7 +232,7 @@ bool run(const MountStep& s) {
       return make_dir(target) && ::mount("proc", target, "proc", s.flags, nullptr) == 0;
     case Kind::bind: {
       if (!s.optional && !(s.is_file ? make_file(target) : make_dir(target))) return false;
-      if (::mount(s.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+      if (::mount(s.via, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
       unsigned long flags = MS_BIND | MS_REMOUNT | s.flags | locked_flags(target);
       if (!s.writable) flags |= MS_RDONLY;
       return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
@@ -243,7 +245,35 @@ bool run(const MountStep& s) {
   return false;
 }
 
+// "/proc/self/fd/<fd>" into `out`, without allocating.
+void fd_path(int fd, char (&out)[32]) {
+  char digits[12];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0);
+  const char prefix[] = "/proc/self/fd/";
+  std::size_t i = 0;
+  for (; prefix[i]; ++i) out[i] = prefix[i];
+  while (n > 0) out[i++] = digits[--n];
+  out[i] = '\0';
+}
+
 }  // namespace
+
+bool open_sources(ChildPlan& plan, const char** failed_source) {
+  for (auto& step : plan.mounts) {
+    if (step.kind != Kind::bind) continue;
+    int fd = ::open(step.source.c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+      *failed_source = step.source.c_str();
+      return false;
+    }
+    fd_path(fd, step.via);  // closed with everything else by keep_only_fds()
+  }
+  return true;
+}
 
 bool init_ns(const ChildPlan& plan, const char** failed_target) {
   // Nothing we mount may propagate back to the host, and pivot_root needs it.
@@ -266,7 +296,21 @@ bool init_ns(const ChildPlan& plan, const char** failed_target) {
 
 // ---- parent side: the workspace quota ----
 
-Workspace::Workspace(const fs::path& dir, std::uint64_t disk_bytes) : dir_(dir) {
+namespace {
+// Workspaces mounted by this process and how many instances use each. A session that
+// relaunches its agent while the old instance still exists shares the mount (and its
+// files) instead of stacking a fresh tmpfs on top; the last user unmounts it.
+std::mutex workspaces_mutex;
+std::map<std::string, int> workspaces;
+}  // namespace
+
+Workspace::Workspace(const fs::path& dir, std::uint64_t disk_bytes) : dir_(dir.lexically_normal()) {
+  std::lock_guard lock(workspaces_mutex);
+  auto it = workspaces.find(dir_.string());
+  if (it != workspaces.end()) {
+    ++it->second;
+    return;
+  }
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error(from_errno(ec.value()), "workspace: mkdir(" + dir_.string() + "): " + ec.message());
@@ -275,9 +319,16 @@ Workspace::Workspace(const fs::path& dir, std::uint64_t disk_bytes) : dir_(dir) 
                         ",mode=0700,uid=" + std::to_string(host_uid) + ",gid=" + std::to_string(host_gid);
   if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0)
     throw_syscall("mount", errno, "workspace tmpfs at " + dir_.string());
+  workspaces.emplace(dir_.string(), 1);
 }
 
-Workspace::~Workspace() { ::umount2(dir_.c_str(), MNT_DETACH); }
+Workspace::~Workspace() {
+  std::lock_guard lock(workspaces_mutex);
+  auto it = workspaces.find(dir_.string());
+  if (it == workspaces.end() || --it->second > 0) return;
+  workspaces.erase(it);
+  ::umount2(dir_.c_str(), MNT_DETACH);
+}
 
 int remove_stale(const fs::path& dir) noexcept {
   int count = 0;

@@ -26,6 +26,9 @@ inline constexpr gid_t inside_gid = 1000;
 inline constexpr uid_t host_uid = 101000;  // like the first subuid range, owned by no one
 inline constexpr gid_t host_gid = 101000;
 
+// The host dir the new root's tmpfs is mounted on, in the child's private mount namespace
+// (the host sees nothing there). Bind sources are opened as fds before it is covered.
+inline constexpr const char* new_root_dir = "/tmp";
 // Where things appear inside the new root.
 inline constexpr const char* workspace_inside = "/workspace";
 inline constexpr const char* runtime_inside = "/opt/sandbox";
@@ -52,6 +55,7 @@ struct MountStep {
   bool writable = false;
   bool is_file = false;  // bind of a file: the mount point is an empty file, not a dir
   bool optional = false; // skipped when the source or target does not exist
+  char via[32] = {};     // bind: "/proc/self/fd/N", filled in by mount::open_sources()
 };
 
 struct Rlimit {
@@ -86,8 +90,16 @@ struct ChildFailure {
 int contain(void* plan);  // clone() entry point: waits for the parent, contains, execs
 
 namespace user { bool init_ns(); }                                 // groups and ids
-namespace pid { bool init_ns(int sync_fd); }                       // death signal, setsid
-namespace mount { bool init_ns(const ChildPlan& plan, const char** failed_target); }
+namespace pid {
+bool reset_signals();          // default dispositions, nothing blocked (the parent blocked all)
+bool init_ns(int sync_fd);     // death signal, setsid
+}
+namespace mount {
+// Opens every bind source (O_PATH) while we still have root's host ids, which can walk
+// root-only host dirs; the binds happen later as the inside user, through the fds.
+bool open_sources(ChildPlan& plan, const char** failed_source);
+bool init_ns(const ChildPlan& plan, const char** failed_target);
+}
 namespace net { bool init_ns(); }                                  // loopback up
 namespace ipc_uts { bool init_ns(); }                              // hostname
 namespace cgroup { bool init_ns(); }                               // new cgroup namespace
@@ -106,7 +118,8 @@ namespace mount {
 std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root);
 
 // The workspace quota: a size-limited tmpfs mounted on the host at spec.workspace, owned
-// by host_uid, for as long as this object lives. Contents are gone when it is unmounted.
+// by host_uid, for as long as any Workspace object for that path lives (instances of one
+// session overlapping during an agent restart share it). Contents go with the unmount.
 class Workspace {
  public:
   Workspace(const std::filesystem::path& dir, std::uint64_t disk_bytes);

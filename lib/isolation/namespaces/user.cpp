@@ -8,6 +8,7 @@
 // setgroups() before dropping every capability; nothing inside can call setgroups again.
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,12 +38,14 @@ void init_ns_from_parent(pid_t child) {
 
 // Child side: become the inside user. The child's host ids are root's, which is unmapped
 // here, so the kernel does not clear capabilities on this switch; capabilities::drop()
-// does that explicitly afterwards.
+// does that explicitly later. The switch made us non-dumpable, which hands /proc/self to
+// root (unmapped, so out of reach): the bind sources are /proc/self/fd links, so undo it.
 bool init_ns() {
   gid_t groups[] = {inside_gid};
   if (::setgroups(1, groups) != 0) return false;
   if (::setresgid(inside_gid, inside_gid, inside_gid) != 0) return false;
-  return ::setresuid(inside_uid, inside_uid, inside_uid) == 0;
+  if (::setresuid(inside_uid, inside_uid, inside_uid) != 0) return false;
+  return ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0;
 }
 
 }  // namespace sandbox::isolation::ns::user

@@ -1,0 +1,249 @@
+// The `runsc` backend: the agent runs as the only process of a gVisor container.
+//
+// Per session, under its session dir:
+//   workspace/     a sized tmpfs on the host (the disk quota), owned by the sandbox user,
+//                  bound read-write at /workspace: host and container see each other's writes
+//   runsc-bundle/  config.json + rootfs skeleton (bundle.cpp), sandbox.pid
+//   runsc-root/    runsc's state (--root): recover() lists it, so a crashed server's
+//                  container is found through the session dir it left behind
+// The agent's control socket is the container's stdin (runsc passes stdio only).
+//
+// Configuration (environment, read once): SANDBOX_RUNSC_PLATFORM (ptrace, kvm, systrap where
+// this runsc has it; default ptrace, the one that works on any host and in VMs),
+// SANDBOX_RUNSC_BINARY (default /usr/bin/runsc).
+#include <signal.h>
+#include <stdlib.h>  // getenv, mkdtemp
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <mutex>
+
+#include "isolation/backends.hpp"
+#include "isolation/namespaces/namespaces.hpp"
+#include "isolation/runsc/runsc.hpp"
+#include "sys/fd.hpp"
+
+namespace sandbox::isolation {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// One value from a cgroup file: the first number, or the number after `key`.
+std::optional<std::uint64_t> cgroup_value(const fs::path& file, std::string_view key = {}) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  std::string k;
+  std::uint64_t v;
+  if (key.empty()) return (in >> v) ? std::optional(v) : std::nullopt;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return std::nullopt;
+}
+
+class RunscInstance final : public Instance {
+ public:
+  RunscInstance(runsc::Cli cli, std::string id, bool cgroups)
+      : cli_(std::move(cli)), id_(std::move(id)), cgroups_(cgroups) {}
+  ~RunscInstance() override {
+    terminate();
+    workspace_.reset();  // after the container: its gofer holds the workspace open
+  }
+
+  int control_fd() const override { return control_.get(); }
+  pid_t host_pid() const override { return pid_; }
+  std::string workspace_inside() const override { return runsc::workspace_inside; }
+  std::optional<std::pair<uid_t, gid_t>> file_owner() const override {
+    return std::pair{runsc::user_uid, runsc::user_gid};
+  }
+
+  Usage usage() const override {
+    Usage u;
+    if (!cgroups_) return u;
+    const fs::path base = "/sys/fs/cgroup";
+    const std::string rel = runsc::cgroups_path(id_).substr(1);
+    if (fs::exists(base / "cgroup.controllers")) {  // v2: one tree
+      const fs::path dir = base / rel;
+      u.memory_peak_bytes = cgroup_value(dir / "memory.peak");
+      if (auto cpu = cgroup_value(dir / "cpu.stat", "usage_usec")) u.cpu_time_us = cpu;
+      u.oom_kills = cgroup_value(dir / "memory.events", "oom_kill");
+      u.pids_denied = cgroup_value(dir / "pids.events", "max");
+    } else {
+      u.memory_peak_bytes = cgroup_value(base / "memory" / rel / "memory.max_usage_in_bytes");
+      if (auto ns = cgroup_value(base / "cpuacct" / rel / "cpuacct.usage")) u.cpu_time_us = *ns / 1000;
+      u.oom_kills = cgroup_value(base / "memory" / rel / "memory.oom_control", "oom_kill");
+      u.pids_denied = cgroup_value(base / "pids" / rel / "pids.events", "max");
+    }
+    return u;
+  }
+
+  void terminate() override {
+    std::lock_guard lock(mutex_);
+    if (!started_ || removed_) return;
+    // SIGKILL stops every process of the session at once (they all live in one Sentry);
+    // delete --force then removes the sandbox, gofer, cgroups and state files.
+    cli_.kill(id_, SIGKILL);
+    try {
+      cli_.remove(id_);
+    } catch (...) {
+      // Last resort: the sandbox process itself, so nothing of the session keeps running.
+      if (pid_ > 0) ::kill(pid_, SIGKILL);
+    }
+    removed_ = true;
+  }
+
+  // Filled in by launch(), in this order; the destructor undoes them in reverse.
+  std::unique_ptr<ns::mount::Workspace> workspace_;
+  bool started_ = false;  // a container may exist from here on (even if `run` failed)
+  pid_t pid_ = -1;
+  sys::UniqueFd output_;  // the container's stdout/stderr pipe, never read after start
+  sys::UniqueFd control_;
+
+ private:
+  runsc::Cli cli_;
+  std::string id_;
+  bool cgroups_;
+  std::mutex mutex_;
+  bool removed_ = false;
+};
+
+class RunscBackend final : public Backend {
+ public:
+  RunscBackend() {
+    if (const char* p = ::getenv("SANDBOX_RUNSC_PLATFORM"); p && *p) platform_ = p;
+    if (const char* b = ::getenv("SANDBOX_RUNSC_BINARY"); b && *b) binary_ = b;
+  }
+
+  std::string_view name() const override { return "runsc"; }
+
+  Support probe() const override {
+    std::call_once(probed_, [this] { support_ = run_probe(); });
+    return support_;
+  }
+
+  Containment containment() const override {
+    Containment c{
+        {"the host kernel: system calls are served by gVisor's Sentry, a user-space kernel",
+         "host files (read-only root of system dirs and an /etc subset, through the gofer)",
+         "other sessions' files and processes", "network (loopback only, --network=none)",
+         "privilege (unprivileged uid, no capabilities, no_new_privs)",
+         "workspace size (tmpfs quota)", "file size, open files, CPU seconds (rlimits)"},
+        {"CPU cache and timing side channels", "disk I/O bandwidth",
+         "bugs in gVisor itself (a smaller, memory-safe attack surface)"},
+    };
+    if (cgroups_) {
+      c.contains.push_back("memory, processes and CPU of the whole sandbox (cgroup)");
+    } else {
+      c.does_not_contain.push_back("memory, processes and CPU (cgroups unusable here)");
+    }
+    return c;
+  }
+
+  std::unique_ptr<Instance> launch(const LaunchSpec& spec) override {
+    if (auto s = probe(); !s.available) throw Error(errc::unavailable, "runsc: " + s.reason);
+    if (spec.session_dir.empty() || spec.workspace.empty() || spec.runtime_dir.empty())
+      throw Error(errc::invalid_argument, "runsc: session_dir, workspace and runtime_dir are required");
+
+    const std::string id = runsc::container_id(spec.session_id);
+    const fs::path root = spec.session_dir / "runsc-root";
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) throw Error(from_errno(ec.value()), "runsc: mkdir " + root.string() + ": " + ec.message());
+    ::chmod(root.c_str(), 0700);
+
+    auto inst = std::make_unique<RunscInstance>(cli(root), id, cgroups_);
+    inst->workspace_ = std::make_unique<ns::mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
+    const fs::path bundle = runsc::write_bundle(spec, spec.session_dir / "runsc-bundle", {.container_id = id, .cgroups = cgroups_, .args = {}});
+    auto [host, child] = sys::socket_pair();
+    inst->started_ = true;
+    auto started = cli(root).run_detached(id, bundle, child.get());
+    inst->pid_ = started.pid;
+    inst->output_ = std::move(started.output);
+    inst->control_ = std::move(host);
+    return inst;
+  }
+
+  void recover(const fs::path& state_dir) override {
+    if (state_dir.empty() || !probe().available) return;
+    std::error_code ec;
+    for (auto& session : fs::directory_iterator(state_dir / "sessions", ec)) {
+      const fs::path root = session.path() / "runsc-root";
+      if (!fs::is_directory(root)) continue;
+      auto c = cli(root);
+      try {
+        for (const auto& container : c.list()) {
+          c.kill(container.id, SIGKILL);
+          c.remove(container.id);
+        }
+      } catch (const Error&) {
+        // A broken state file: nothing more runsc can do with it; the dir goes with the session.
+      }
+    }
+    // The workspaces' tmpfs mounts of those sessions.
+    ns::mount::remove_stale(state_dir / "sessions");
+  }
+
+ private:
+  runsc::Cli cli(const fs::path& root) const {
+    return runsc::Cli({.binary = binary_, .root = root, .platform = platform_, .cgroups = cgroups_});
+  }
+
+  // Starts a trivial container (~200 ms): with cgroups first, then without.
+  Support run_probe() const {
+    if (::access(binary_.c_str(), X_OK) != 0) return {false, binary_.string() + " not found (apt-get install runsc)"};
+    if (::geteuid() != 0) return {false, "runsc needs root here (rootless mode is not supported)"};
+    char tmpl[] = "/tmp/libsandbox-runsc-probe-XXXXXX";
+    if (!::mkdtemp(tmpl)) return {false, std::string("mkdtemp: ") + std::strerror(errno)};
+    const fs::path dir = tmpl;
+    LaunchSpec spec;
+    spec.session_id = "probe-" + std::to_string(::getpid());
+    spec.workspace = dir / "workspace";
+    std::error_code ec;
+    fs::create_directories(spec.workspace, ec);
+    std::string first_error;
+    Support result{false, ""};
+    for (bool cgroups : {true, false}) {
+      const std::string id = runsc::container_id(spec.session_id + (cgroups ? "-cg" : ""));
+      runsc::Cli c({.binary = binary_, .root = dir / "root", .platform = platform_, .cgroups = cgroups});
+      try {
+        auto bundle = runsc::write_bundle(spec, dir / "bundle", {.container_id = id, .cgroups = cgroups,
+                                                                 .args = {"/bin/true"}});
+        int code = c.run(id, bundle, 15s);
+        try {
+          c.remove(id);
+        } catch (...) {
+        }
+        if (code == 0) {
+          cgroups_ = cgroups;
+          result = {true, "platform " + platform_ +
+                              (cgroups ? "; cgroup limits" : "; no cgroup limits (" + first_error + ")")};
+          break;
+        }
+        if (first_error.empty()) first_error = "runsc run exited " + std::to_string(code);
+      } catch (const Error& e) {
+        try {
+          c.remove(id);
+        } catch (...) {
+        }
+        if (first_error.empty()) first_error = e.message();
+      }
+    }
+    fs::remove_all(dir, ec);
+    if (!result.available) result.reason = "a trivial container does not start (platform " + platform_ + "): " + first_error;
+    return result;
+  }
+
+  fs::path binary_ = "/usr/bin/runsc";
+  std::string platform_ = "ptrace";
+  mutable std::once_flag probed_;
+  mutable Support support_;
+  mutable bool cgroups_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_runsc_backend() { return std::make_unique<RunscBackend>(); }
+
+}  // namespace sandbox::isolation

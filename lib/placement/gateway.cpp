@@ -1,0 +1,310 @@
+// placement/gateway.cpp: pods and cloud sessions, the record file, and a small HTTP client.
+#include "placement/gateway.hpp"
+
+#include "placement/kube_client.hpp"
+#include "placement/pod_spec.hpp"
+
+#include <sandbox/error.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace sandbox::placement {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------------------
+// Plain HTTP
+
+HttpReply http_call(const std::string& base_url, std::string_view method, const std::string& target,
+                    const std::string& body, const std::string& authorization,
+                    std::chrono::milliseconds timeout) {
+  std::string_view url = base_url;
+  if (!url.starts_with("http://"))
+    throw Error(errc::invalid_argument, fmt::format("only http:// upstreams are supported, not '{}'", base_url));
+  url.remove_prefix(7);
+  std::string_view hostport = url.substr(0, url.find('/'));
+  std::string prefix(url.substr(hostport.size()));
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  auto colon = hostport.rfind(':');
+  std::string host(hostport.substr(0, colon)), port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
+
+  asio::io_context ioc;
+  HttpReply reply;
+  std::exception_ptr failure;
+  auto run = [&]() -> asio::awaitable<void> {
+    beast::tcp_stream stream(ioc);
+    stream.expires_after(timeout);
+    asio::ip::tcp::resolver resolver(ioc);
+    auto eps = co_await resolver.async_resolve(host, port, asio::use_awaitable);
+    co_await stream.async_connect(eps, asio::use_awaitable);
+    http::request<http::string_body> req{http::string_to_verb({method.data(), method.size()}), prefix + target, 11};
+    req.set(http::field::host, std::string(hostport));
+    if (!authorization.empty()) req.set(http::field::authorization, authorization);
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    co_await http::async_write(stream, req, asio::use_awaitable);
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> p;
+    p.body_limit(16u << 20);
+    co_await http::async_read(stream, buf, p, asio::use_awaitable);
+    reply.status = p.get().result_int();
+    reply.body = std::move(p.get().body());
+  };
+  asio::co_spawn(ioc, run(), [&](std::exception_ptr e) { failure = e; });
+  ioc.run();
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      throw Error(errc::unavailable, fmt::format("{} {}{}: {}", method, base_url, target, e.what()));
+    }
+  }
+  return reply;
+}
+
+namespace {
+
+std::string read_token(const std::filesystem::path& file) {
+  if (file.empty()) return {};
+  std::ifstream in(file);
+  if (!in) throw Error(errc::not_found, fmt::format("token file {} cannot be read", file.string()));
+  std::string line;
+  std::getline(in, line);
+  // Token files of `sandboxctl serve` are "name:token": the token is after the colon.
+  if (auto c = line.find(':'); c != std::string::npos) line = line.substr(c + 1);
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  return line.empty() ? std::string{} : "Bearer " + line;
+}
+
+Target target_from(std::string_view s) {
+  return s == "cloud" ? Target::cloud : s == "kubernetes" ? Target::kubernetes : Target::local;
+}
+
+}  // namespace
+
+json Location::to_json() const {
+  return {{"id", id}, {"target", std::string(to_string(target))}, {"status", status}, {"message", message},
+          {"base_url", base_url}, {"pod", pod}};
+}
+
+// ---------------------------------------------------------------------------------------
+// The gateway
+
+Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
+  policy_ = make_policy(options_.placement);
+  if (options_.placement.mode != Mode::local) {
+    auto cfg = KubeConfig::load(options_.placement.kubeconfig);
+    if (!options_.placement.namespace_.empty()) cfg.namespace_ = options_.placement.namespace_;
+    kube_ = std::make_unique<KubeClient>(std::move(cfg));
+    pod_template_ = load_pod_template(options_.placement.pod_template);
+  }
+  pod_auth_ = read_token(options_.pod_token_file);
+  cloud_auth_ = read_token(options_.placement.cloud_token_file);
+  load();
+}
+
+Gateway::~Gateway() {
+  std::vector<std::jthread> waiters;
+  {
+    std::lock_guard lock(mu_);
+    waiters.swap(waiters_);
+  }
+  // jthread joins on destruction; each waiter ends by the ready timeout at the latest.
+}
+
+Decision Gateway::place(const Limits& limits) { return policy_->place(limits); }
+
+Location Gateway::create(const std::string& id, Target target, const Limits& limits, json session_body) {
+  if (target == Target::local) throw Error(errc::invalid_argument, "a local session is not the gateway's");
+  {
+    std::lock_guard lock(mu_);
+    if (sessions_.contains(id)) throw Error(errc::already_exists, fmt::format("session '{}' exists", id));
+  }
+  session_body["id"] = id;
+  Location loc;
+  loc.id = id;
+  loc.target = target;
+  if (target == Target::kubernetes) {
+    if (!kube_) throw Error(errc::failed_precondition, "no cluster configured");
+    auto pod = make_pod(pod_template_, id, limits, options_.placement.runtime_class, options_.name);
+    kube_->create_pod(pod);  // 409 (another gateway's session of that id) -> already_exists
+    loc.pod = pod["metadata"]["name"];
+    loc.status = "Pending";
+    loc.authorization = pod_auth_;
+    std::lock_guard lock(mu_);
+    sessions_[id] = loc;
+    waiters_.emplace_back([this, id, name = loc.pod, body = std::move(session_body)] { wait_ready(id, name, body); });
+    return loc;
+  }
+  // The cloud: its gateway places the session on its own cluster and answers Pending.
+  auto r = http_call(options_.placement.cloud_gateway, "POST", "/sessions", session_body.dump(), cloud_auth_,
+                     std::chrono::seconds(30));
+  auto answer = json::parse(r.body, nullptr, false);
+  if (r.status != 201) {
+    std::string msg = answer.is_object() && answer.contains("error") ? answer["error"].value("message", r.body) : r.body;
+    throw Error(r.status == 409 ? errc::already_exists : r.status == 400 ? errc::invalid_argument : errc::unavailable,
+                fmt::format("cloud gateway: {} {}", r.status, msg));
+  }
+  loc.status = answer.is_object() ? answer.value("status", "Pending") : "Pending";
+  loc.base_url = options_.placement.cloud_gateway;
+  loc.authorization = cloud_auth_;
+  std::lock_guard lock(mu_);
+  sessions_[id] = loc;
+  save_locked();
+  return loc;
+}
+
+void Gateway::wait_ready(std::string id, std::string pod, json session_body) {
+  Location update;
+  try {
+    auto st = kube_->wait_pod(pod, [](const PodState& s) {
+      return s.ready || s.phase == "Failed" || s.phase == "Succeeded";
+    }, options_.ready_timeout);
+    update = from_pod(id, st);
+    if (update.status == "Ready") {
+      // The pod's server is up: create the session in it, with the client's id and limits.
+      auto r = http_call(update.base_url, "POST", "/sessions", session_body.dump(), pod_auth_, std::chrono::seconds(60));
+      if (r.status != 201 && r.status != 409) {
+        update.status = "Failed";
+        update.message = fmt::format("the pod refused the session: {} {}", r.status, r.body.substr(0, 300));
+      }
+    }
+  } catch (const Error& e) {
+    update.status = "Failed";
+    update.message = e.message();
+  }
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;  // removed meanwhile
+  it->second.status = update.status;
+  it->second.message = update.message;
+  if (!update.base_url.empty()) it->second.base_url = update.base_url;
+}
+
+Location Gateway::from_pod(const std::string& id, const PodState& st) const {
+  Location loc;
+  loc.id = id;
+  loc.target = Target::kubernetes;
+  loc.pod = st.name;
+  loc.authorization = pod_auth_;
+  if (!st.pod_ip.empty())
+    loc.base_url = fmt::format("http://{}:{}", st.pod_ip.find(':') != std::string::npos ? "[" + st.pod_ip + "]" : st.pod_ip,
+                               options_.pod_port);
+  if (st.gone || st.deleting) {
+    loc.status = "Failed";
+    loc.message = "the pod was deleted";
+  } else if (st.phase == "Failed" || st.phase == "Succeeded") {
+    loc.status = "Failed";
+    loc.message = "the pod ended: " + st.message;
+  } else {
+    loc.status = st.ready ? "Ready" : "Pending";
+    loc.message = st.message;
+  }
+  return loc;
+}
+
+std::optional<Location> Gateway::find(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = sessions_.find(id); it != sessions_.end()) return it->second;
+  }
+  if (!kube_) return std::nullopt;
+  // Another gateway placed it (NGINX sends its requests here after a rehash): the pod's
+  // name follows from the id. A Ready pod's session was created by its gateway.
+  auto st = kube_->get_pod(pod_name(id));
+  if (!st || st->annotations[std::string(kSessionAnnotation)] != id) return std::nullopt;
+  auto loc = from_pod(id, *st);
+  std::lock_guard lock(mu_);
+  if (loc.status == "Ready") sessions_[id] = loc;
+  return loc;
+}
+
+std::vector<Location> Gateway::list() {
+  std::lock_guard lock(mu_);
+  std::vector<Location> out;
+  for (auto& [_, l] : sessions_) out.push_back(l);
+  return out;
+}
+
+bool Gateway::remove(const std::string& id) {
+  auto loc = find(id);
+  if (!loc) return false;
+  if (loc->target == Target::kubernetes) {
+    kube_->delete_pod(loc->pod);
+  } else if (loc->target == Target::cloud) {
+    auto r = http_call(loc->base_url, "DELETE", "/sessions/" + id, "", loc->authorization, std::chrono::seconds(30));
+    if (r.status >= 500) throw Error(errc::unavailable, fmt::format("cloud gateway: {} {}", r.status, r.body));
+  }
+  std::lock_guard lock(mu_);
+  sessions_.erase(id);
+  save_locked();
+  return true;
+}
+
+std::size_t Gateway::rebuild() {
+  load();
+  if (!kube_) return list().size();
+  for (const auto& st : kube_->list_pods(fmt::format("{}={}", kAppLabel, kAppValue)).items) {
+    auto it = st.annotations.find(std::string(kSessionAnnotation));
+    if (it == st.annotations.end()) continue;
+    auto loc = from_pod(it->second, st);
+    if (loc.status == "Failed") continue;
+    std::lock_guard lock(mu_);
+    sessions_.try_emplace(loc.id, loc);
+  }
+  return list().size();
+}
+
+// The record holds the cloud sessions only: pods are their own record.
+void Gateway::save_locked() const {
+  if (options_.state_dir.empty()) return;
+  json out = json::array();
+  for (auto& [_, l] : sessions_)
+    if (l.target == Target::cloud) out.push_back(l.to_json());
+  std::filesystem::create_directories(options_.state_dir);
+  auto file = options_.state_dir / "remote.json";
+  auto tmp = options_.state_dir / "remote.json.tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << out.dump(1) << "\n";
+    if (!f.flush()) throw Error(errc::internal, fmt::format("cannot write {}", tmp.string()));
+  }
+  std::filesystem::rename(tmp, file);  // atomic: a crash leaves the old or the new record
+}
+
+void Gateway::load() {
+  if (options_.state_dir.empty()) return;
+  std::ifstream f(options_.state_dir / "remote.json");
+  if (!f) return;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = json::parse(ss.str(), nullptr, false);
+  if (!j.is_array()) return;
+  std::lock_guard lock(mu_);
+  for (const auto& e : j) {
+    Location l;
+    l.id = e.value("id", "");
+    l.target = target_from(e.value("target", ""));
+    l.status = e.value("status", "Pending");
+    l.base_url = e.value("base_url", "");
+    l.authorization = cloud_auth_;
+    if (!l.id.empty() && l.target == Target::cloud) sessions_.try_emplace(l.id, l);
+  }
+}
+
+}  // namespace sandbox::placement

@@ -1,0 +1,112 @@
+// placement/gateway.hpp: the gateway's record of where each session lives, and the calls
+// that put it there (a pod, the cloud gateway) and take it away.
+//
+// A session placed on Kubernetes is a pod named from its id (pod_spec.hpp) that runs
+// `sandboxctl serve`; once the pod is Ready the gateway creates the session inside it (same
+// id, same limits) and forwards the session's requests to http://<podIP>:<port>. A session
+// placed on the cloud is created through the cloud gateway and recorded in the state
+// directory (remote.json), since nothing in the local cluster says it exists. find() answers
+// for sessions another gateway placed too: the pod's name follows from the id, and the
+// record file holds the cloud ones; rebuild() re-reads both after a restart.
+//
+//   Gateway gw(opts);
+//   auto loc = gw.create("s1", limits, "python");   // loc.status == "Pending", loc.target
+//   ... gw.find("s1")->status == "Ready"; forward to loc.base_url ...
+//   gw.remove("s1");                                // pod deleted / cloud session deleted
+#pragma once
+
+#include <sandbox/limits.hpp>
+#include <sandbox/placement.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sandbox::placement {
+
+class KubeClient;
+struct PodState;
+
+struct GatewayOptions {
+  Options placement;                           // mode, cluster, template, cloud gateway, level
+  std::filesystem::path state_dir;             // remote.json lives here; "" = not persisted
+  std::string name = "gateway";                // recorded on the pods it creates
+  std::uint16_t pod_port = 8080;               // where `sandboxctl serve` listens in the pod
+  std::filesystem::path pod_token_file;        // bearer token for the pods' servers; "" = none
+  std::chrono::milliseconds ready_timeout{120'000};  // pod creation to Ready, then Failed
+};
+
+// Where one session lives.
+struct Location {
+  std::string id;
+  Target target = Target::local;
+  std::string status;         // Pending, Ready, Failed
+  std::string message;        // why Failed / still Pending
+  std::string base_url;       // "http://10.1.2.3:8080", the cloud gateway's URL; "" if local
+  std::string authorization;  // the Authorization header to forward with ("" = the client's)
+  std::string pod;            // the pod's name (kubernetes)
+  nlohmann::json to_json() const;
+};
+
+class Gateway {
+ public:
+  explicit Gateway(GatewayOptions options);
+  ~Gateway();  // waits for the background pod waiters
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // The decision for a new session; Target::local means "serve it here".
+  Decision place(const Limits& limits);
+  // Creates the session where `target` says (not local): the pod (Pending; Ready once the
+  // pod is Ready and `session_body` was POSTed to its /sessions) or the cloud session (the
+  // body POSTed to the cloud gateway's /sessions). `limits` size the pod. Throws
+  // Error(already_exists) if the id is taken here or in the cluster.
+  Location create(const std::string& id, Target target, const Limits& limits,
+                  nlohmann::json session_body);
+  // Where a session lives, if anywhere but here: this gateway's record, else the pod named
+  // from the id (another gateway placed it), else the cloud record. nullopt = unknown.
+  std::optional<Location> find(const std::string& id);
+  // Every session this gateway knows of (after rebuild(): those of every gateway).
+  std::vector<Location> list();
+  // Deletes the pod or the cloud session and forgets it. False if it was unknown.
+  bool remove(const std::string& id);
+  // After a restart: the pods labelled app=libsandbox and the record file.
+  std::size_t rebuild();
+
+ private:
+  void wait_ready(std::string id, std::string pod, nlohmann::json session_body);
+  void save_locked() const;
+  void load();
+  Location from_pod(const std::string& id, const PodState& pod) const;
+
+  GatewayOptions options_;
+  std::unique_ptr<Policy> policy_;
+  std::unique_ptr<KubeClient> kube_;
+  nlohmann::json pod_template_;
+  std::string pod_auth_, cloud_auth_;
+
+  std::mutex mu_;
+  std::map<std::string, Location> sessions_;
+  std::vector<std::jthread> waiters_;
+};
+
+// One plain-HTTP exchange (to a pod or a gateway), for the gateway's own calls.
+struct HttpReply {
+  unsigned status = 0;
+  std::string body;
+};
+// Throws Error(unavailable) when the peer cannot be reached in `timeout`.
+HttpReply http_call(const std::string& base_url, std::string_view method, const std::string& target,
+                    const std::string& body, const std::string& authorization,
+                    std::chrono::milliseconds timeout);
+
+}  // namespace sandbox::placement

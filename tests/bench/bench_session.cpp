@@ -1,0 +1,109 @@
+// Library-level figures for the fast path (issue 7): session creation, execution round trip
+// and memory per idle session, per isolation backend. Medians: --benchmark_repetitions=N
+// --benchmark_report_aggregates_only=true.
+#include <benchmark/benchmark.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "sandbox/sandbox.hpp"
+
+namespace {
+
+using namespace sandbox;
+
+bool available(const std::string& backend) {
+  auto b = isolation::make_backend_unchecked(backend);
+  return b && b->probe().available;
+}
+
+Options options_for(const std::string& backend, bool preload) {
+  Options o;
+  o.isolation = backend;
+  if (!preload) o.preload = {};
+  return o;
+}
+
+// From a new session to its first `1+1` result (kernel started on demand, no pool).
+void SessionCreateAndFirstResult(benchmark::State& state, std::string backend, bool pooled) {
+  if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
+  Options o = options_for(backend, false);
+  o.warm_pool = pooled ? 4 : 0;
+  Sandbox sb(o);
+  int n = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    if (pooled) {
+      // Let the pool refill between iterations: we measure a hit, not the refill.
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+    state.ResumeTiming();
+    auto s = sb.create_session({.id = "b" + std::to_string(n++)});
+    auto r = s->run({.code = "1+1"});
+    if (r.result != "2") state.SkipWithError("wrong result");
+    state.PauseTiming();
+    sb.close_session(s->id());
+    state.ResumeTiming();
+  }
+}
+
+// A second execution in a warm session: the pipe round trip through agent and kernel.
+void WarmExecution(benchmark::State& state, std::string backend, Language lang, std::string code) {
+  if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
+  Sandbox sb(options_for(backend, false));
+  auto s = sb.create_session({.language = lang});
+  s->run({.language = lang, .code = code});
+  for (auto _ : state) {
+    auto r = s->run({.language = lang, .code = code});
+    benchmark::DoNotOptimize(r);
+  }
+}
+
+// PSS of an idle warm python session (agent + kernel), from /proc/PID/smaps_rollup.
+void IdleSessionMemory(benchmark::State& state, std::string backend) {
+  if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
+  Sandbox sb(options_for(backend, true));
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (auto _ : state) {
+    for (int i = 0; i < 8; ++i) {
+      auto s = sb.create_session({});
+      s->run({.code = "1+1"});
+      sessions.push_back(s);
+    }
+  }
+  double total_kib = 0;
+  int counted = 0;
+  for (auto& s : sessions) {
+    for (auto& p : s->processes()) {
+      // Pids are as the session sees them; on rlimit that is the host's view.
+      std::ifstream f("/proc/" + std::to_string(p.pid) + "/smaps_rollup");
+      std::string line;
+      while (std::getline(f, line)) {
+        if (line.rfind("Pss:", 0) == 0) total_kib += std::stod(line.substr(4));
+      }
+    }
+    ++counted;
+  }
+  state.counters["pss_mib_per_session"] = counted ? total_kib / 1024.0 / counted : 0;
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(WarmExecution, rlimit_python_1plus1, std::string("rlimit"), Language::python, std::string("1+1"))
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(WarmExecution, namespaces_python_1plus1, std::string("namespaces"), Language::python, std::string("1+1"))
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(WarmExecution, rlimit_shell_true, std::string("rlimit"), Language::shell, std::string("true"))
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(WarmExecution, rlimit_nodejs_1plus1, std::string("rlimit"), Language::nodejs, std::string("1+1"))
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(SessionCreateAndFirstResult, rlimit_cold, std::string("rlimit"), false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_cold, std::string("namespaces"), false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_pooled, std::string("namespaces"), true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(IdleSessionMemory, rlimit, std::string("rlimit"))->Iterations(1)->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,218 @@
+// The gateway's pods: a session placed on the (fake) cluster is a real `sandboxctl serve`
+// pod that runs code; any gateway finds it by its name; removing it kills the pod.
+#include "placement/gateway.hpp"
+
+#include "placement/forward.hpp"
+
+#include "placement/fake_kube_fixture.hpp"
+#include "placement/kube_client.hpp"
+#include "placement/pod_spec.hpp"
+
+#include <sandbox/error.hpp>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <thread>
+
+namespace sandbox::placement {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using testing::FakeKube;
+
+const std::string kSandboxctl = std::string(SANDBOX_TEST_BINARY_DIR) + "/cli/sandboxctl";
+
+// A minimal gateway front: every request on every connection is forward()ed to `upstream`.
+class Relay {
+ public:
+  explicit Relay(std::string upstream) : upstream_(std::move(upstream)) {
+    acceptor_.open(boost::asio::ip::tcp::v4());
+    acceptor_.bind({boost::asio::ip::make_address("127.0.0.1"), 0});
+    acceptor_.listen();
+    boost::asio::co_spawn(ioc_, accept(), boost::asio::detached);
+    thread_ = std::jthread([this] { ioc_.run(); });
+  }
+  ~Relay() {
+    ioc_.stop();
+  }
+  std::string url() const { return fmt::format("http://127.0.0.1:{}", acceptor_.local_endpoint().port()); }
+
+ private:
+  boost::asio::awaitable<void> accept() {
+    while (true) {
+      auto sock = co_await acceptor_.async_accept(boost::asio::use_awaitable);
+      boost::asio::co_spawn(ioc_, serve(std::move(sock)), boost::asio::detached);
+    }
+  }
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket sock) {
+    namespace http = boost::beast::http;
+    boost::beast::tcp_stream stream(std::move(sock));
+    boost::beast::flat_buffer buf;
+    try {
+      while (true) {
+        http::request_parser<http::buffer_body> parser;
+        parser.body_limit(boost::none);
+        co_await http::async_read_header(stream, buf, parser, boost::asio::use_awaitable);
+        auto r = co_await forward(stream, buf, parser, upstream_, "", std::chrono::seconds(30));
+        if (!r.keep_alive) break;
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  std::string upstream_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_{ioc_};
+  std::jthread thread_;
+};
+
+HttpReply upload(const std::string& base, const std::string& target, const std::string& body,
+                 const std::string& boundary) {
+  // http_call sends JSON; a multipart upload needs its own content type: raw socket.
+  namespace http = boost::beast::http;
+  boost::asio::io_context ioc;
+  boost::beast::tcp_stream s(ioc);
+  auto hp = base.substr(7);
+  auto c = hp.rfind(':');
+  s.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(hp.substr(0, c)),
+                                           static_cast<unsigned short>(std::stoi(hp.substr(c + 1)))));
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, hp);
+  req.set(http::field::content_type, "multipart/form-data; boundary=" + boundary);
+  req.body() = body;
+  req.prepare_payload();
+  http::write(s, req);
+  boost::beast::flat_buffer b;
+  http::response<http::string_body> res;
+  http::read(s, b, res);
+  return {res.result_int(), res.body()};
+}
+
+double p50_one_plus_one(const std::string& base, const std::string& sid, int n) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = http_call(base, "POST", "/" + sid + "/exec/python", R"({"code": "1+1"})", "", std::chrono::seconds(10));
+    EXPECT_EQ(r.status, 202u) << r.body;
+    r = http_call(base, "GET", "/" + sid + "/result?wait=10000", "", "", std::chrono::seconds(15));
+    EXPECT_EQ(nlohmann::json::parse(r.body)["result"], "2") << r.body;
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fk.ok()) GTEST_SKIP() << "fake_kube.py did not start: see " << fk.log();
+    if (access(kSandboxctl.c_str(), X_OK) != 0) GTEST_SKIP() << "sandboxctl is not built";
+    dir = fk.info()["dir"].get<std::string>();
+    // The operator's template, with the binary from this build tree.
+    json tmpl = load_pod_template("");
+    auto& c = tmpl["spec"]["containers"][0];
+    c["command"] = {kSandboxctl, "serve", "--listen", "$(POD_IP):8080", "--quiet", "--isolation", "rlimit",
+                    "--state-dir", dir + "/pod-$(POD_NAME)"};
+    c["env"].push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
+    std::ofstream(dir + "/template.json") << tmpl.dump();
+    opts.placement.mode = Mode::kubernetes;
+    opts.placement.kubeconfig = fk.kubeconfig();
+    opts.placement.pod_template = dir + "/template.json";
+    opts.state_dir = dir + "/gw";
+    opts.ready_timeout = 30s;
+  }
+
+  Location wait_ready(Gateway& gw, const std::string& id) {
+    auto deadline = Clock::now() + 30s;
+    while (Clock::now() < deadline) {
+      auto loc = gw.find(id);
+      if (loc && loc->status != "Pending") return *loc;
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "never left Pending";
+    return {};
+  }
+
+  FakeKube fk{"127.0.10"};
+  std::string dir;
+  GatewayOptions opts;
+};
+
+TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
+  Gateway gw(opts);
+  EXPECT_EQ(gw.place({}).target, Target::kubernetes);
+  auto t0 = Clock::now();
+  auto loc = gw.create("pod-s1", Target::kubernetes, Limits{}, json::object());
+  EXPECT_EQ(loc.status, "Pending");
+  EXPECT_EQ(loc.pod, pod_name("pod-s1"));
+  loc = wait_ready(gw, "pod-s1");
+  ASSERT_EQ(loc.status, "Ready") << loc.message << " (pod log: " << dir << "/logs)";
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  std::printf("POST -> Ready on the fake: %lld ms\n", static_cast<long long>(ms));
+  EXPECT_EQ(loc.base_url.rfind("http://127.0.10.", 0), 0u) << loc.base_url;
+
+  auto r = http_call(loc.base_url, "POST", "/pod-s1/exec/python", R"({"code": "1+1"})", "", 10s);
+  ASSERT_EQ(r.status, 202u) << r.body;
+  r = http_call(loc.base_url, "GET", "/pod-s1/result?wait=10000", "", "", 15s);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(json::parse(r.body)["result"], "2") << r.body;
+
+  // Through a gateway front (forward()): code runs, files round-trip, events stream.
+  {
+    Relay relay(loc.base_url);
+    std::string boundary = "XyZ123";
+    std::string payload(300000, 'q');
+    std::string mp = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n" + payload + "\r\n--" + boundary + "--\r\n";
+    auto up = upload(relay.url(), "/pod-s1/files/upload", mp, boundary);
+    EXPECT_LT(up.status, 300u) << up.body;
+    auto down = http_call(relay.url(), "GET", "/pod-s1/files/download/big.txt", "", "", 10s);
+    EXPECT_EQ(down.status, 200u);
+    EXPECT_EQ(down.body, payload);
+    r = http_call(relay.url(), "POST", "/pod-s1/exec/python", R"({"code": "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.1)"})", "", 10s);
+    ASSERT_EQ(r.status, 202u) << r.body;
+    auto events = http_call(relay.url(), "GET", "/pod-s1/stream", "", "", 15s);
+    EXPECT_EQ(events.status, 200u);
+    EXPECT_NE(events.body.find("data:"), std::string::npos) << events.body;
+    double direct = p50_one_plus_one(loc.base_url, "pod-s1", 30);
+    double relayed = p50_one_plus_one(relay.url(), "pod-s1", 30);
+    std::printf("p50 of 1+1 (exec + result?wait): direct to the pod %.2f ms, through forward() %.2f ms\n",
+                direct, relayed);
+  }
+
+  // Another gateway (NGINX rehashed after a restart) finds it through the pod.
+  Gateway other(opts);
+  auto found = other.find("pod-s1");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->status, "Ready");
+  EXPECT_EQ(found->base_url, loc.base_url);
+  EXPECT_FALSE(other.find("no-such-session"));
+  EXPECT_EQ(other.rebuild(), 1u);
+
+  EXPECT_THROW(gw.create("pod-s1", Target::kubernetes, Limits{}, json::object()), Error);
+  EXPECT_TRUE(gw.remove("pod-s1"));
+  EXPECT_FALSE(gw.find("pod-s1"));
+  EXPECT_TRUE(fk.control("GET", "/_fake/pods").empty()) << "no pod left";
+}
+
+TEST_F(GatewayTest, APodThatFailsIsReported) {
+  json tmpl = load_pod_template("");
+  tmpl["spec"]["containers"][0]["command"] = {"false"};
+  std::ofstream(dir + "/bad.json") << tmpl.dump();
+  opts.placement.pod_template = dir + "/bad.json";
+  Gateway gw(opts);
+  gw.create("bad-1", Target::kubernetes, Limits{}, json::object());
+  auto loc = wait_ready(gw, "bad-1");
+  EXPECT_EQ(loc.status, "Failed");
+  EXPECT_FALSE(loc.message.empty());
+  EXPECT_TRUE(gw.remove("bad-1"));
+}
+
+}  // namespace
+}  // namespace sandbox::placement

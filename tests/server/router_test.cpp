@@ -1,0 +1,79 @@
+#include "server/router.hpp"
+
+#include <gtest/gtest.h>
+
+#include "sandbox/error.hpp"
+
+namespace sandbox::server {
+namespace {
+
+TEST(Router, MatchesEverySeedRouteWithItsParameters) {
+  auto m = match("POST", "/s1/exec/python");
+  ASSERT_EQ(m.outcome, Outcome::matched);
+  EXPECT_EQ(m.route->id, RouteId::exec_python);
+  EXPECT_EQ(m.param("sid"), "s1");
+
+  m = match("GET", "/s1/files/download/a%20b.txt?x=1");
+  ASSERT_EQ(m.outcome, Outcome::matched);
+  EXPECT_EQ(m.route->id, RouteId::files_download);
+  EXPECT_EQ(m.param("name"), "a b.txt");
+  EXPECT_EQ(m.query, "x=1");
+
+  m = match("GET", "/s1/files/download/data/a.csv");
+  ASSERT_EQ(m.outcome, Outcome::matched);
+  EXPECT_EQ(m.param("name"), "data/a.csv");
+
+  EXPECT_EQ(match("DELETE", "/s1/files/delete/a.txt").route->id, RouteId::files_delete);
+  EXPECT_EQ(match("POST", "/s1/files/delete/a.txt").route->id, RouteId::files_delete_post);
+  EXPECT_EQ(match("POST", "/s1/process/kill/12").param("pid"), "12");
+  EXPECT_EQ(match("GET", "/sessions/abc").route->id, RouteId::session_get);
+  EXPECT_EQ(match("GET", "/sessions").route->id, RouteId::sessions_list);
+  EXPECT_EQ(match("GET", "/healthz").route->id, RouteId::healthz);
+}
+
+TEST(Router, UnknownPathsAndMethods) {
+  EXPECT_EQ(match("GET", "/nope").outcome, Outcome::not_found);
+  EXPECT_EQ(match("GET", "/s1/exec/ruby").outcome, Outcome::not_found);
+  EXPECT_EQ(match("GET", "/s1/result/extra").outcome, Outcome::not_found);
+  EXPECT_EQ(match("GET", "//result").outcome, Outcome::not_found);
+  auto m = match("GET", "/s1/exec/python");
+  EXPECT_EQ(m.outcome, Outcome::method_not_allowed);
+  EXPECT_EQ(m.allow, "POST");
+  m = match("PUT", "/s1/files/delete/x");
+  EXPECT_EQ(m.outcome, Outcome::method_not_allowed);
+  EXPECT_EQ(m.allow, "DELETE, POST");
+}
+
+TEST(Router, RefusesTraversalInAnySegment) {
+  for (const char* t : {"/s1/files/download/..", "/s1/files/download/%2e%2e",
+                        "/s1/files/download/%2E%2e/etc/passwd", "/s1/files/download/a%2fb",
+                        "/s1/files/download/a/%2e%2e/b", "/%2e%2e/result", "/s1/files/download/a%00",
+                        "/s1/files/download/.", "/s1/files/download/a%5cb", "/s1/files/download/%zz"}) {
+    EXPECT_EQ(match("GET", t).outcome, Outcome::bad_path) << t;
+  }
+  EXPECT_EQ(match("GET", "relative").outcome, Outcome::bad_path);
+}
+
+TEST(Router, QueryParsing) {
+  Query q("offset=10&limit=&wait=5&flag&name=a%20b+c&overwrite=true");
+  EXPECT_EQ(q.get_uint("offset"), 10u);
+  EXPECT_EQ(q.get("name"), "a b c");
+  EXPECT_TRUE(q.get_bool("overwrite"));
+  EXPECT_TRUE(q.get_bool("flag"));
+  EXPECT_FALSE(q.get_bool("absent"));
+  EXPECT_THROW(q.get_uint("limit"), Error);
+  EXPECT_THROW(Query("a=%zz"), Error);
+  EXPECT_THROW(Query("n=-1").get_uint("n"), Error);
+  EXPECT_THROW(Query("b=maybe").get_bool("b"), Error);
+}
+
+TEST(Router, PercentDecode) {
+  EXPECT_EQ(percent_decode("a%41%2f"), "aA/");
+  EXPECT_EQ(percent_decode("a+b"), "a+b");
+  EXPECT_EQ(percent_decode("a+b", true), "a b");
+  EXPECT_FALSE(percent_decode("%4"));
+  EXPECT_FALSE(percent_decode("%"));
+}
+
+}  // namespace
+}  // namespace sandbox::server
