@@ -298,7 +298,6 @@ def main(argv):
         # One throwaway render loads the fonts and Agg's caches, so that the user's first
         # plot costs what every later one does.
         try:
-            import io
             fig = plt.figure(figsize=(1, 1))
             fig.gca().plot([0, 1])
             fig.savefig(io.BytesIO(), format="png")

@@ -24,6 +24,9 @@
 namespace sandbox {
 class Sandbox;
 }
+namespace sandbox::placement {
+class Gateway;
+}
 
 namespace sandbox::server {
 
@@ -32,6 +35,9 @@ struct Options {
   std::uint16_t port = 8080;           // 0 = an ephemeral port (see Server::port())
   std::filesystem::path token_file;    // bearer tokens, one per line (`name:token`); "" = open
   bool auto_create = true;             // a seed route on an unknown session id creates it
+  // kubernetes/hybrid placement: new sessions go where the gateway places them and the
+  // requests of a session placed elsewhere are forwarded there. null = every session here.
+  std::shared_ptr<placement::Gateway> gateway;
 
   // Sessions (the server's reaper; 0 = never).
   std::chrono::seconds idle_timeout{1800};  // close a session unused this long

@@ -107,7 +107,7 @@ asio::awaitable<Forwarded> forward(beast::tcp_stream& client, beast::flat_buffer
   // Down: the answer, streamed as the upstream writes it (events pass one by one).
   beast::flat_buffer up_buffer;
   http::response_parser<http::buffer_body> rp;
-  rp.body_limit(boost::none);
+  rp.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 takes "len > none" as true
   try {
     up.expires_after(idle_timeout);
     co_await http::async_read_header(up, up_buffer, rp, asio::use_awaitable);

@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 
 #include <chrono>
+#include <limits>
 #include <cstdint>
 #include <string>
 

@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include <charconv>
+#include <limits>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -333,7 +334,7 @@ struct Exchange {
       reply.retry_after = std::string(p.get()[http::field::retry_after]);
     } else {
       http::response_parser<http::buffer_body> p;
-      p.body_limit(boost::none);
+      p.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 takes "len > none" as true
       co_await http::async_read_header(stream, buf, p, asio::use_awaitable);
       reply.status = p.get().result_int();
       reply.retry_after = std::string(p.get()[http::field::retry_after]);

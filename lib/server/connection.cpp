@@ -205,6 +205,7 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
   // bounds how much a client can make us hold before we answer.
   beast::flat_buffer buffer(opt.header_limit + 4096);
   std::size_t pipelined = 0;
+  bool linger = false;  // we answered before reading all the client sent
   while (!shared.stopping.load(std::memory_order_relaxed)) {
     Parser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
@@ -215,12 +216,15 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(use_awaitable, ec));
     if (ec) {
-      if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+      if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
         co_await reject(stream, 431, errc::resource_exhausted, "request header fields too large");
-      else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+        linger = true;
+      } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
                ec != beast::error::timeout && ec != asio::error::operation_aborted &&
-               ec != asio::error::connection_reset && ec != asio::error::bad_descriptor)
+               ec != asio::error::connection_reset && ec != asio::error::bad_descriptor) {
         co_await reject(stream, 400, errc::invalid_argument, "malformed request: " + ec.message());
+        linger = true;
+      }
       break;
     }
     state->busy = true;
@@ -259,10 +263,25 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
                         .bytes_out = x.bytes_out,
                         .error = x.error_message});
     }
-    if (!x.keep_alive) break;
+    if (!x.keep_alive) {
+      linger = !parser.is_done();
+      break;
+    }
   }
   error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (linger) {
+    // Closing with unread input makes the kernel send RST, which can destroy our answer
+    // (a 413 or 431) before the client reads it: read and drop for a moment first.
+    stream.expires_after(std::chrono::seconds(1));
+    std::vector<char> sink(16 * 1024);
+    for (std::size_t total = 0; total < (4u << 20);) {
+      auto n = co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      total += n;
+    }
+  }
   stream.close();
 }
 

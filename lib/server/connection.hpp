@@ -167,6 +167,10 @@ class Exchange {
   asio::awaitable<void> write(std::string_view bytes);
 
   Signal& signal() { return conn_.signal; }
+  // The raw connection, for relaying the request, body unread, elsewhere (placement::forward).
+  Stream& stream() { return stream_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+  Parser& parser() { return parser_; }
   bool stopping() const { return shared_.stopping.load(std::memory_order_relaxed); }
 
   // Set by the connection before the handler runs.

@@ -269,12 +269,13 @@ asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>
 }
 
 asio::awaitable<void> result(Shared& sh, Exchange& x) {
-  auto s = co_await session_for(sh, x, true);
-  auto ex = execution_for(x, *s);
   Page page;
   if (auto o = x.query.get_uint("offset")) page.offset = *o;
   if (auto l = x.query.get_uint("limit")) page.limit = *l;
-  if (auto w = x.query.get_uint("wait"); w && *w > 0) {
+  auto wait = x.query.get_uint("wait");
+  auto s = co_await session_for(sh, x, true);
+  auto ex = execution_for(x, *s);
+  if (auto w = wait; w && *w > 0) {
     auto ms = std::min<std::uint64_t>(*w, static_cast<std::uint64_t>(sh.options.max_wait.count()));
     co_await wait_for_end(x, ex, Clock::now() + std::chrono::milliseconds(ms));
   }

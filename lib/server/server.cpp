@@ -92,8 +92,8 @@ struct Server::Impl {
         auto doomed = expired_sessions();
         for (auto& id : doomed) {
           try {
-            auto work = [this, id] { shared.sandbox.close_session(id); };
-            co_await offload(shared.pool, work);
+            auto close = [this, id] { shared.sandbox.close_session(id); };
+            co_await offload(shared.pool, close);
           } catch (const std::exception&) {
             // Already closed by its owner meanwhile: nothing left to reap.
           }

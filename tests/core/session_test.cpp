@@ -177,7 +177,7 @@ TEST_F(SessionTest, AgentKilledByCodeRecovers) {
 
 TEST(Plot, FigureCapturedAsPng) {
   Options o = rlimit_options();
-  o.preload = {"matplotlib"};
+  o.preload = Options{}.preload;  // the default: numpy and pyplot, warmed with one render
   Sandbox sb(o);
   auto s = sb.create_session({});
   Result r = s->run({.code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"});

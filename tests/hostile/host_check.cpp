@@ -153,12 +153,18 @@ std::vector<std::string> mounts_matching(std::string_view needle) {
     std::istringstream f(line);
     std::string id, parent, dev, root, point;
     f >> id >> parent >> dev >> root >> point;
-    if (point.find(needle) != std::string::npos) out.push_back(point);
+    if (point == needle || point.rfind(std::string(needle) + "/", 0) == 0) out.push_back(point);
   }
   return out;
 }
 
-std::vector<fs::path> cgroups_matching(std::string_view needle) {
+std::vector<fs::path> cgroups_matching(std::string_view key) {
+  auto matches = [key](const std::string& name) {
+    if (name == key) return true;
+    if (name.size() <= key.size()) return false;
+    const char sep = name[name.size() - key.size() - 1];
+    return (sep == '.' || sep == '-' || sep == '_') && name.compare(name.size() - key.size(), key.size(), key) == 0;
+  };
   std::vector<fs::path> out;
   std::error_code ec;
   // The "libsandbox" parents sit at most a few levels below each hierarchy's mount point
@@ -175,7 +181,7 @@ std::vector<fs::path> cgroups_matching(std::string_view needle) {
       if (!e.is_directory(ec2) || e.is_symlink(ec2)) continue;
       if (e.path().filename() == "libsandbox") {
         for (auto& s : fs::directory_iterator(e.path(), ec2))
-          if (s.path().filename().string().find(needle) != std::string::npos) out.push_back(s.path());
+          if (matches(s.path().filename().string())) out.push_back(s.path());
       } else if (depth < 4) {
         todo.emplace_back(e.path(), depth + 1);
       }

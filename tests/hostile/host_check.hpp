@@ -47,11 +47,11 @@ std::vector<Proc> still_running(const std::vector<Proc>& procs, std::chrono::mil
 // SIGKILLs each process (by pid, after checking its start time) and reaps our own children.
 void kill_all(const std::vector<Proc>& procs);
 
-// Mount points in /proc/self/mountinfo whose path contains `needle`.
+// Mount points in /proc/self/mountinfo at or below the directory `needle`.
 std::vector<std::string> mounts_matching(std::string_view needle);
-// Directories below any "libsandbox" cgroup directory (both v1 controllers and v2) whose
-// name contains `needle`.
-std::vector<std::filesystem::path> cgroups_matching(std::string_view needle);
+// Directories below any "libsandbox" cgroup directory (both v1 controllers and v2) named
+// `key`, or ending in `key` after a '.', '-' or '_' (backends prefix it).
+std::vector<std::filesystem::path> cgroups_matching(std::string_view key);
 
 // Resident set of this process, in bytes.
 std::uint64_t rss_bytes();

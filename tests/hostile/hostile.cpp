@@ -1,5 +1,6 @@
 #include "hostile/hostile.hpp"
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,6 +109,10 @@ class Env : public ::testing::Environment {
       slot.neighbour.reset();
       slot.sb.reset();  // closes every session
     }
+    // Whatever a backend failed to unmount under our state dir (already reported by the
+    // case that leaked it) must not outlive the run.
+    auto left = host::mounts_matching(g_world.state_root.string());
+    for (auto it = left.rbegin(); it != left.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
     std::error_code ec;
     fs::remove_all(g_world.state_root, ec);
   }
@@ -258,9 +263,11 @@ void Hostile::snapshot() {
 std::string Hostile::host_leaks() {
   std::string leaks;
   snapshot();
-  std::vector<std::string> ids;
+  // The host names a session's directory, mounts and cgroup by its internal key: the last
+  // component of the session directory (the workspace's parent).
+  std::vector<fs::path> dirs;
   for (auto& s : sessions_) {
-    ids.push_back(s->id());
+    dirs.push_back(s->workspace().parent_path());
     try {
       if (s->status() != sandbox::SessionStatus::closed) sb().close_session(s->id());
     } catch (const std::exception& e) {
@@ -276,9 +283,9 @@ std::string Hostile::host_leaks() {
   auto left = host::still_running(watch, 5s);
   for (auto& p : left) leaks += "; leftover process " + p.describe();
   host::kill_all(left);
-  for (const auto& id : ids) {
-    for (auto& m : host::mounts_matching(id)) leaks += "; leftover mount " + m;
-    for (auto& c : host::cgroups_matching(id)) leaks += "; leftover cgroup " + c.string();
+  for (const auto& dir : dirs) {
+    for (auto& m : host::mounts_matching(dir.string())) leaks += "; leftover mount " + m;
+    for (auto& c : host::cgroups_matching(dir.filename().string())) leaks += "; leftover cgroup " + c.string();
   }
   // The Sandbox still serves its neighbour.
   Slot& slot = g_slots.at(backend());

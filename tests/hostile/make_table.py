@@ -81,9 +81,9 @@ def render(cases):
         "- **contained**: the backend claims this and held.",
         "- **contained (not claimed)**: held, though the backend does not promise it (for",
         "  `rlimit` usually because code runs as uid 65534 without privileges).",
-        "- **emulated (sentry)**: under `runsc` the syscall never reaches the host kernel; gVisor's
-  sentry answers it (whatever it answers).
-- **miss (expected)**: the backend does not claim this (see its `containment()` and",
+        "- **emulated (sentry)**: under `runsc` the syscall never reaches the host kernel;",
+        "  gVisor's sentry answers it (whatever it answers); only the host checks apply.",
+        "- **miss (expected)**: the backend does not claim this (see its `containment()` and",
         "  `sandboxctl doctor`); the attack ran and got through. The test is reported as skipped",
         "  with the reason, never as a pass.",
         "- **BREACHED**: a backend that claims it did not hold: a bug.",
@@ -118,8 +118,20 @@ def render(cases):
         for b, why in unavailable.items():
             lines.append("- `{}`: {}".format(b, why))
         lines.append("")
+    # A backend that did not start fails every case the same way: say it once.
+    did_not_start = {}
+    for row in cases.values():
+        for b, (outcome, detail) in row["cells"].items():
+            if outcome == "error" and "did not start" in detail:
+                did_not_start[b] = detail
+    if did_not_start:
+        lines += ["## Backends that did not start in this run", ""]
+        for b, why in did_not_start.items():
+            lines.append("- `{}`: {}".format(b, why))
+        lines.append("")
     misses = [(case, b, row["cells"][b][1]) for (g, case), row in cases.items() for b in BACKENDS
-              if row["cells"].get(b, ("",))[0] in ("expected-miss", "not-run", "breached", "error")]
+              if row["cells"].get(b, ("",))[0] in ("expected-miss", "not-run", "breached", "error")
+              and b not in did_not_start]
     if misses:
         lines += ["## What got through, and why", "",
                   "| case | backend | what the run saw |", "| --- | --- | --- |"]

@@ -95,7 +95,10 @@ except MemoryError:
 )", 8s);
   last_ = r;
   const long mb = max_progress(r.stdout_text);
-  verdict(kAll, "a memory bomb in one process (256 MiB)", mb >= 0 && mb <= 288,
+  // runsc's cgroup also holds gVisor's sentry, so it grants 96 MiB more (runsc.hpp); 32 MiB
+  // of slack covers the interpreter and a chunk in flight.
+  const long cap = 256 + 32 + (backend() == "runsc" ? 96 : 0);
+  verdict(kAll, "a memory bomb in one process (256 MiB)", mb >= 0 && mb <= cap,
           fmt::format("held {} MiB at most, {}", mb, brief(r)));
 }
 
@@ -228,8 +231,9 @@ out(files=n, errno=err)
   const auto after = host::free_inodes(state);
   const long used = before && after ? static_cast<long>(before) - static_cast<long>(after) : 0;
   const int files = j.is_object() ? j["files"].get<int>() : -1;
-  // Contained when the files did not come out of the host filesystem's inodes.
-  verdict(kWalled, "inode exhaustion of the host filesystem", files >= 0 && used < 5000,
+  // Contained when the files did not come out of the host filesystem's inodes (others
+  // share this host, so allow some noise).
+  verdict(kWalled, "inode exhaustion of the host filesystem", files >= 0 && used < files / 4 + 100,
           fmt::format("{} files made; host fs lost {} inodes; {}", files, used, brief(last_)));
 }
 

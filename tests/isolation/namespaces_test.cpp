@@ -8,12 +8,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -387,6 +391,53 @@ TEST_F(NamespacesTest, FailingStepIsNamed) {
   }
   EXPECT_EQ(leftover_cgroups(), 0);
   EXPECT_FALSE(mounted_under(spec_.workspace));
+}
+
+// Regression: launch() used to hang ("the agent did not start within 10 s") when the
+// server had just created a thread that had not started running at the moment of clone():
+// glibc's setgroups() in the child waited for that thread forever. Threads come and go
+// here while two threads launch sessions; every agent must come up.
+TEST_F(NamespacesTest, EveryLaunchStartsItsAgentWhileThreadsComeAndGo) {
+  constexpr int launches_per_thread = 30;
+  write(dir_ / "runtime" / "cmd", "echo ok\n");
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop) std::thread([] {}).join();
+  });
+  std::mutex mu;
+  std::vector<std::string> failures;
+  // Stops at its first failure: a hang costs 10 s, and one is enough to fail the test.
+  auto launcher = [&](LaunchSpec spec) {
+    for (int i = 0; i < launches_per_thread; ++i) {
+      std::string what;
+      try {
+        auto inst = backend_->launch(spec);
+        auto out = read_all(inst->control_fd());
+        if (out != "ok\n") what = "agent printed '" + out + "'";
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+      if (!what.empty()) {
+        std::lock_guard lock(mu);
+        failures.push_back(spec.session_id + " launch " + std::to_string(i) + ": " + what);
+        return;
+      }
+    }
+  };
+  LaunchSpec second = spec_;
+  second.session_id = "test-second";
+  second.session_dir = dir_ / "session2";
+  second.workspace = second.session_dir / "workspace";
+  fs::create_directories(second.session_dir);
+  std::thread other(launcher, second);
+  launcher(spec_);
+  other.join();
+  stop = true;
+  churn.join();
+  for (auto& f : failures) ADD_FAILURE() << f;
+  EXPECT_EQ(leftover_cgroups(), 0);
+  EXPECT_FALSE(mounted_under(spec_.workspace));
+  EXPECT_FALSE(mounted_under(second.workspace));
 }
 
 TEST_F(NamespacesTest, LaunchCostIsSmall) {

@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,12 +27,14 @@ class FakeKube {
   explicit FakeKube(std::string ip_prefix = "127.0.9") {
     char tmpl[] = "/tmp/fake-kube-XXXXXX";
     dir_ = mkdtemp(tmpl);
+    chmod(dir_.c_str(), 0711);  // session pods running code as another uid pass through it
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return;
     std::string script = std::string(SANDBOX_TEST_SOURCE_DIR) + "/tests/placement/fake_kube.py";
     std::string log = dir_ + "/fake.log";
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // a test that aborts takes its fake (and pods) along
       dup2(out[1], 1);
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) dup2(fd, 2);

@@ -217,8 +217,9 @@ TEST_F(ServerTest, SessionLifecycle) {
   auto l = c.get("/sessions");
   EXPECT_EQ(l.status, 200);
   bool listed = false;
-  for (auto& s : l.json()["sessions"]) listed |= s["id"] == sid();
-  EXPECT_TRUE(listed);
+  auto lj = l.json();
+  for (auto& s : lj["sessions"]) listed |= s["id"] == sid();
+  EXPECT_TRUE(listed) << l.body;
 
   auto anon = c.post("/sessions");  // no body: every field is optional
   EXPECT_EQ(anon.status, 201) << anon.body;
@@ -253,7 +254,8 @@ TEST_F(ServerTest, FilesUploadListDownloadDelete) {
   auto list = c.get(base + "list");
   ASSERT_EQ(list.status, 200);
   bool found = false;
-  for (auto& f : list.json()["files"]) {
+  auto files = list.json();
+  for (auto& f : files["files"]) {
     if (f["name"] != "a.csv") continue;
     found = true;
     EXPECT_EQ(f["size"], data.size());
@@ -382,14 +384,15 @@ TEST_F(ServerTest, ProcessesAndKill) {
   for (int i = 0; i < 50 && !pid; ++i) {
     auto ps = c.get("/" + sid() + "/processes");
     ASSERT_EQ(ps.status, 200) << ps.body;
-    for (auto& p : ps.json()["processes"]) {
+    auto pj = ps.json();
+    for (auto& p : pj["processes"]) {
       EXPECT_TRUE(p.contains("ppid") && p.contains("cmdline") && p.contains("state") &&
                   p.contains("rss") && p.contains("cpu_time_ms"));
       if (p["name"] == "sleep") pid = p["pid"];
     }
     if (!pid) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_NE(pid, 0);
+  ASSERT_NE(pid, 0) << c.get("/" + sid() + "/processes").body;
   expect_error(c.post("/" + sid() + "/process/kill/1"), 404, "not_found");  // not this session's
   expect_error(c.post("/" + sid() + "/process/kill/abc"), 400, "invalid_argument");
   auto k = c.post("/" + sid() + "/process/kill/" + std::to_string(pid));

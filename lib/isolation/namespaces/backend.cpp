@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <new>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/cgroup.hpp"
@@ -88,6 +89,30 @@ struct Stack {
   void* top() const { return static_cast<char*>(base) + stack_size; }
 };
 
+// The child's Progress, on a page shared across clone() (MAP_SHARED survives it).
+class SharedProgress {
+ public:
+  SharedProgress() {
+    void* p = ::mmap(nullptr, sizeof(Progress), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw_syscall("mmap", errno, "child progress page");
+    progress_ = new (p) Progress;
+  }
+  ~SharedProgress() {
+    progress_->~Progress();
+    ::munmap(progress_, sizeof(Progress));
+  }
+  SharedProgress(const SharedProgress&) = delete;
+  SharedProgress& operator=(const SharedProgress&) = delete;
+  Progress* get() const { return progress_; }
+  int step() const { return progress_->step.load(std::memory_order_acquire); }
+  // The step the child last recorded, as a number and a name.
+  std::string last_step() const { return std::to_string(step()) + " (" + step_name(step()) + ")"; }
+
+ private:
+  Progress* progress_ = nullptr;
+};
+
 class NamespacesInstance final : public Instance {
  public:
   ~NamespacesInstance() override {
@@ -144,20 +169,26 @@ void release(int sync_fd) {
     throw_syscall("send", errno, "releasing the child");
 }
 
-// Waits for the child to exec (EOF on the sync socket) or to report its failing step.
-void await_exec(int sync_fd) {
+// Waits for the child to exec (EOF on the sync socket) or to report its failing step. A
+// child that does neither is named by the last step it recorded.
+void await_exec(int sync_fd, const SharedProgress& progress) {
   pollfd p{sync_fd, POLLIN, 0};
   int rc;
   while ((rc = ::poll(&p, 1, 10'000)) < 0 && errno == EINTR) {
   }
-  if (rc == 0) throw Error(errc::timeout, "namespaces: the agent did not start within 10 s");
+  if (rc < 0) throw_syscall("poll", errno, "waiting for the agent to start");
+  if (rc == 0)
+    throw Error(errc::timeout, "namespaces: the agent did not start within 10 s; the child "
+                               "is stuck at setup step " + progress.last_step());
   ChildFailure f{};
   ssize_t n;
   while ((n = ::read(sync_fd, &f, sizeof f)) < 0 && errno == EINTR) {
   }
-  if (n == 0) return;  // exec closed the child's end
+  // EOF: exec closed the child's end, or the child was killed before it got there.
+  if (n == 0 && progress.step() == static_cast<int>(Step::execve)) return;
   if (n != static_cast<ssize_t>(sizeof f))
-    throw Error(errc::internal, "namespaces: the child died during setup");
+    throw Error(errc::internal,
+                "namespaces: the child died during setup step " + progress.last_step());
   f.step[sizeof f.step - 1] = '\0';
   throw Error(classify(f.err),
               std::string("namespaces: ") + f.step + ": " + std::strerror(f.err));
@@ -194,7 +225,9 @@ class NamespacesBackend final : public Backend {
     auto inst = std::make_unique<NamespacesInstance>();
     inst->workspace_ = std::make_unique<mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
 
+    SharedProgress progress;
     ChildPlan plan;
+    plan.progress = progress.get();
     plan.new_root = new_root_dir;
     plan.mounts = mount::plan(spec, plan.new_root);
     plan.rlimits = rlimits::plan(spec.limits);
@@ -244,7 +277,7 @@ class NamespacesBackend final : public Backend {
       throw Error(e.code_value(), "namespaces: joining the cgroup: " + e.message());
     }
     release(sync_parent.get());
-    await_exec(sync_parent.get());
+    await_exec(sync_parent.get(), progress);
 
     inst->control_ = std::move(control_host);
     return inst;

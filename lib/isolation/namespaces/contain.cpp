@@ -1,6 +1,10 @@
 // The child's whole setup, in order. It runs between clone() and execve(): no allocation,
 // no exceptions; every step is a syscall wrapper that returns false with errno set, and the
 // first failure is reported to the parent (step name + errno) over the sync socket.
+// Before each step the child records it in the shared Progress page, so a child that hangs
+// is named too. glibc's thread bookkeeping is the server's, not ours (clone() copied its
+// thread list but none of its threads): no glibc call that coordinates threads (set*id,
+// malloc, locks) may run here; raw syscalls do.
 //
 // clone() gave us new user, pid, mount, net, ipc and uts namespaces; the parent maps our
 // ids and puts us in the session's cgroup, releasing us after each (see below).
@@ -18,10 +22,17 @@
 namespace sandbox::isolation::ns {
 namespace {
 
-[[noreturn]] void fail(const ChildPlan& plan, const char* step, const char* detail) {
+// Records the step we are about to take (the parent names it if we hang there).
+void at(const ChildPlan& plan, Step step) {
+  plan.progress->step.store(static_cast<int>(step), std::memory_order_release);
+}
+
+// Reports the current step (and `detail`, if any) with errno to the parent, and exits.
+[[noreturn]] void fail(const ChildPlan& plan, const char* detail = nullptr) {
   ChildFailure f{};
   f.err = errno;
   std::size_t n = 0;
+  const char* step = step_name(plan.progress->step.load(std::memory_order_relaxed));
   for (const char* s : {step, detail ? ": " : "", detail ? detail : ""})
     for (; *s && n + 1 < sizeof f.step; ++s) f.step[n++] = *s;
   (void)!::write(plan.sync_fd, &f, sizeof f);
@@ -52,35 +63,53 @@ int contain(void* arg) {
   ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   const char* target = nullptr;
 
-  if (!pid::reset_signals()) fail(plan, "signals", nullptr);
+  at(plan, Step::signals);
+  if (!pid::reset_signals()) fail(plan);
   // Two releases from the parent: uid/gid maps written, then cgroup joined. Joining a
   // cgroup and detaching the old root both wait out an RCU grace period (milliseconds),
   // so the parent joins us to the cgroup while we build the root. A read of EOF means the
   // parent is gone.
   char go = 0;
+  at(plan, Step::await_id_maps);
   if (::read(plan.sync_fd, &go, 1) != 1) ::_exit(127);
 
-  if (!mount::open_sources(plan, &target)) fail(plan, "open bind source", target);
+  at(plan, Step::open_sources);
+  if (!mount::open_sources(plan, &target)) fail(plan, target);
   // The inside user first: files we create in the new root must belong to a mapped id.
   // Our host ids (root) are unmapped here, so the switch keeps our namespace capabilities.
-  if (!user::init_ns()) fail(plan, "setuid", nullptr);
-  if (!mount::init_ns(plan, &target)) fail(plan, "mount", target);
-  if (!net::init_ns()) fail(plan, "loopback up", nullptr);
-  if (!ipc_uts::init_ns()) fail(plan, "hostname", nullptr);
-  if (!keep_only_fds(plan)) fail(plan, "close fds", nullptr);
-  if (!rlimits::apply(plan.rlimits)) fail(plan, "rlimits", nullptr);
+  at(plan, Step::setuid);
+  if (!user::init_ns()) fail(plan);
+  at(plan, Step::mount);
+  if (!mount::init_ns(plan, &target)) fail(plan, target);
+  at(plan, Step::loopback);
+  if (!net::init_ns()) fail(plan);
+  at(plan, Step::set_hostname);
+  if (!ipc_uts::init_ns()) fail(plan);
+  at(plan, Step::close_fds);
+  if (!keep_only_fds(plan)) fail(plan);
+  at(plan, Step::rlimits);
+  if (!rlimits::apply(plan.rlimits)) fail(plan);
 
+  at(plan, Step::await_cgroup);
   if (::read(plan.sync_fd, &go, 1) != 1) ::_exit(127);
-  if (!cgroup::init_ns()) fail(plan, "cgroup namespace", nullptr);
-  if (!pid::init_ns(plan.sync_fd)) fail(plan, "parent-death signal, setsid", nullptr);
-  if (!capabilities::drop(plan.cap_last)) fail(plan, "drop capabilities", nullptr);
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(plan, "no_new_privs", nullptr);
-  if (::chdir(workspace_inside) != 0) fail(plan, "chdir", workspace_inside);
+  at(plan, Step::cgroup_ns);
+  if (!cgroup::init_ns()) fail(plan);
+  at(plan, Step::pdeathsig_setsid);
+  if (!pid::init_ns(plan.sync_fd)) fail(plan);
+  at(plan, Step::drop_caps);
+  if (!capabilities::drop(plan.cap_last)) fail(plan);
+  at(plan, Step::no_new_privs);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(plan);
+  at(plan, Step::chdir);
+  if (::chdir(workspace_inside) != 0) fail(plan, workspace_inside);
   // Seccomp last: nothing after it but execve.
-  if (!seccomp::load(*plan.personality)) fail(plan, "seccomp (personality)", nullptr);
-  if (!seccomp::load(*plan.seccomp)) fail(plan, "seccomp", nullptr);
+  at(plan, Step::seccomp_personality);
+  if (!seccomp::load(*plan.personality)) fail(plan);
+  at(plan, Step::seccomp);
+  if (!seccomp::load(*plan.seccomp)) fail(plan);
+  at(plan, Step::execve);
   ::execve(plan.agent.c_str(), plan.argv_ptrs.data(), plan.env_ptrs.data());
-  fail(plan, "execve", plan.agent.c_str());
+  fail(plan, plan.agent.c_str());
 }
 
 }  // namespace sandbox::isolation::ns

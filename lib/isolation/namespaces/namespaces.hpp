@@ -11,8 +11,10 @@
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -63,8 +65,33 @@ struct Rlimit {
   std::uint64_t value;
 };
 
+// The child's setup steps, in the order contain() runs them.
+enum class Step : int {
+  cloned, signals, await_id_maps, open_sources, setuid, mount, loopback, set_hostname,
+  close_fds, rlimits, await_cgroup, cgroup_ns, pdeathsig_setsid, drop_caps, no_new_privs,
+  chdir, seccomp_personality, seccomp, execve,
+};
+inline constexpr const char* step_names[] = {
+    "cloned", "signals", "waiting for the uid/gid maps", "open bind source", "setuid",
+    "mount", "loopback up", "hostname", "close fds", "rlimits", "waiting for the cgroup",
+    "cgroup namespace", "parent-death signal, setsid", "drop capabilities", "no_new_privs",
+    "chdir", "seccomp (personality)", "seccomp", "execve",
+};
+static_assert(std::size(step_names) == static_cast<std::size_t>(Step::execve) + 1);
+inline const char* step_name(int step) {
+  return step >= 0 && step < static_cast<int>(std::size(step_names)) ? step_names[step] : "?";
+}
+
+// A MAP_SHARED page the child writes its current step to before doing it, so a child that
+// hangs (it neither execs nor reports) can still be named by the parent.
+struct Progress {
+  std::atomic<int> step{static_cast<int>(Step::cloned)};
+};
+static_assert(std::atomic<int>::is_always_lock_free);
+
 // Everything the child does, decided in the parent.
 struct ChildPlan {
+  Progress* progress = nullptr;  // shared with the parent
   int sync_fd = -1;     // child end of the sync socketpair
   int control_fd = -1;  // child end of the control socketpair
 

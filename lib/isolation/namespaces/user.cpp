@@ -7,8 +7,8 @@
 // holds CAP_SETGID on the host) writes the gid map and the child empties its groups with
 // setgroups() before dropping every capability; nothing inside can call setgroups again.
 #include <fcntl.h>
-#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,11 +40,17 @@ void init_ns_from_parent(pid_t child) {
 // here, so the kernel does not clear capabilities on this switch; capabilities::drop()
 // does that explicitly later. The switch made us non-dumpable, which hands /proc/self to
 // root (unmapped, so out of reach): the bind sources are /proc/self/fd links, so undo it.
+//
+// Raw syscalls, not glibc's setgroups/setresgid/setresuid: those broadcast the change to
+// every thread glibc believes exists (__nptl_setxid), and after clone() the child inherits
+// the server's thread list but not its threads. A thread the server had just created and
+// that had not started running yet is marked "wait until cloned" there, so glibc waited
+// for it forever and the launch hung. The child has one thread; the raw calls cover it.
 bool init_ns() {
   gid_t groups[] = {inside_gid};
-  if (::setgroups(1, groups) != 0) return false;
-  if (::setresgid(inside_gid, inside_gid, inside_gid) != 0) return false;
-  if (::setresuid(inside_uid, inside_uid, inside_uid) != 0) return false;
+  if (::syscall(SYS_setgroups, 1, groups) != 0) return false;
+  if (::syscall(SYS_setresgid, inside_gid, inside_gid, inside_gid) != 0) return false;
+  if (::syscall(SYS_setresuid, inside_uid, inside_uid, inside_uid) != 0) return false;
   return ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0;
 }
 
