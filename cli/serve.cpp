@@ -1,6 +1,7 @@
 // sandboxctl serve: the HTTP server (sandbox::server) over a Sandbox, until SIGINT/SIGTERM.
 #include <fmt/core.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "commands.hpp"
+#include "placement/gateway.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/server.hpp"
 
@@ -30,6 +32,20 @@ and close every session.
   --memory MB          session memory limit in MiB (default 512)
   --warm-pool N        keep N ready sessions in reserve (default 0)
   --threads N          I/O threads (default 2)
+
+Placement (docs/kubernetes.md): where new sessions run.
+  --placement MODE     local (default) | kubernetes (a pod per session) | hybrid (the local
+                       cluster below the water level, else the cloud gateway)
+  --kubeconfig FILE    the cluster's credentials (default: the pod's service account)
+  --namespace NS       where session pods go (default: the kubeconfig's)
+  --pod-template FILE  a Pod manifest (YAML or JSON) for session pods (default: built-in)
+  --runtime-class RC   the pods' runtimeClassName, e.g. gvisor
+  --pod-token-file F   bearer token for the pods' servers (`name:token`)
+  --cloud-gateway URL  hybrid: the cloud cluster's gateway (http://HOST:PORT)
+  --cloud-token-file F hybrid: bearer token for the cloud gateway
+  --water-level X      hybrid: burst to the cloud at or above this level (default 0.8)
+  --metrics-fallback P hybrid, metrics unreadable: local (default) | cloud | refuse
+  --gateway-name NAME  recorded on the pods this gateway creates (default: the host name)
   --quiet              no request log on stderr
   --help               this text
 )";
@@ -59,6 +75,14 @@ void split_listen(std::string_view v, server::Options& o) {
   o.port = static_cast<std::uint16_t>(port);
 }
 
+double water_level(std::string_view v) {
+  double out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (v.empty() || ec != std::errc{} || p != v.data() + v.size())
+    usage_error(fmt::format("--water-level wants a number in (0, 1], not '{}'", v));
+  return out;  // range: placement::Options::validate()
+}
+
 // Thousands of idle keep-alive connections each hold a descriptor: use the hard limit.
 void raise_fd_limit() {
   rlimit rl{};
@@ -73,6 +97,7 @@ void raise_fd_limit() {
 int serve_main(int argc, char** argv) {
   Options so;
   server::Options o;
+  placement::GatewayOptions go;
   o.host = "127.0.0.1";
   o.port = 8080;
   for (int i = 1; i < argc; ++i) {
@@ -96,11 +121,34 @@ int serve_main(int argc, char** argv) {
     else if (a == "--warm-pool") so.warm_pool = number(a, value());
     else if (a == "--threads") o.io_threads = std::max<std::uint64_t>(1, number(a, value()));
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--placement") go.placement.mode = placement::mode_from_string(value());
+    else if (a == "--kubeconfig") go.placement.kubeconfig = std::string(value());
+    else if (a == "--namespace") go.placement.namespace_ = std::string(value());
+    else if (a == "--pod-template") go.placement.pod_template = std::string(value());
+    else if (a == "--runtime-class") go.placement.runtime_class = std::string(value());
+    else if (a == "--pod-token-file") go.pod_token_file = std::string(value());
+    else if (a == "--cloud-gateway") go.placement.cloud_gateway = std::string(value());
+    else if (a == "--cloud-token-file") go.placement.cloud_token_file = std::string(value());
+    else if (a == "--water-level") go.placement.water_level = water_level(value());
+    else if (a == "--metrics-fallback") go.placement.metrics_fallback = placement::fallback_from_string(value());
+    else if (a == "--gateway-name") go.name = std::string(value());
     else usage_error(fmt::format("unknown option '{}'", a));
   }
   so.limits.validate();
   raise_fd_limit();
   Sandbox sb(so);
+  if (go.placement.mode != placement::Mode::local) {
+    // Cloud sessions are recorded beside the local ones; pods are their own record.
+    if (!so.state_dir.empty()) go.state_dir = so.state_dir / "placement";
+    if (go.name == "gateway") {
+      char host[256] = {};
+      if (gethostname(host, sizeof host - 1) == 0 && host[0]) go.name = host;
+    }
+    o.gateway = std::make_shared<placement::Gateway>(go);
+    auto known = o.gateway->rebuild();  // after a restart: every session placed before
+    fmt::print(stderr, "sandboxctl serve: placement {}, {} session(s) placed elsewhere\n",
+               placement::to_string(go.placement.mode), known);
+  }
   server::Server srv(sb, o);
   // Printed before serving, so scripts can wait for this line (and learn an ephemeral port).
   srv.start();

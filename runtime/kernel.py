@@ -92,7 +92,9 @@ _images = []
 def _capture(fig):
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", bbox_inches="tight")
+        # The figure as drawn, like the seed's capture: bbox_inches="tight" would draw it
+        # twice (once to measure), doubling the cost of every plot.
+        fig.savefig(buf, format="png")
     except Exception as e:  # a broken figure must not fail the user's code
         print(f"[kernel] could not render figure: {e}", file=sys.stderr)
         return

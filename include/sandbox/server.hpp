@@ -55,6 +55,10 @@ struct Options {
   std::size_t max_connections = 20000;           // accepted beyond this are closed at once
   std::size_t max_pipelined = 32;                // requests queued back to back; then 429
   std::chrono::milliseconds max_wait{60'000};    // cap on ?wait=MS long-polls
+  // GET /{sid}/result without ?wait answers at the first change (new output, the end) or
+  // after this long: tight poll loops get every change at once and stop burning a core.
+  // ?wait=0 answers at once; 0 here turns the hold off.
+  std::chrono::milliseconds poll_hold{50};
   std::chrono::seconds drain_timeout{15};        // stop(): in-flight requests get this long
 
   // One JSON line per request; unset = stderr. `quiet` turns the log off.

@@ -227,11 +227,46 @@ std::optional<Location> Gateway::find(const std::string& id) {
   // Another gateway placed it (NGINX sends its requests here after a rehash): the pod's
   // name follows from the id. A Ready pod's session was created by its gateway.
   auto st = kube_->get_pod(pod_name(id));
-  if (!st || st->annotations[std::string(kSessionAnnotation)] != id) return std::nullopt;
-  auto loc = from_pod(id, *st);
+  // A pod being deleted is a session being closed: gone for every gateway.
+  if (st && !st->deleting && st->annotations[std::string(kSessionAnnotation)] == id) {
+    auto loc = from_pod(id, *st);
+    std::lock_guard lock(mu_);
+    if (loc.status == "Ready") sessions_.try_emplace(id, loc);
+    return loc;
+  }
+  // Another gateway burst it to the cloud (its record is its own): ask the cloud gateway.
+  if (options_.placement.cloud_gateway.empty()) return std::nullopt;
+  auto r = http_call(options_.placement.cloud_gateway, "GET", "/sessions/" + id, "", cloud_auth_,
+                     std::chrono::seconds(10));
+  if (r.status != 200) return std::nullopt;
+  auto answer = json::parse(r.body, nullptr, false);
+  Location loc;
+  loc.id = id;
+  loc.target = Target::cloud;
+  loc.status = answer.is_object() ? answer.value("status", "Pending") : "Pending";
+  loc.base_url = options_.placement.cloud_gateway;
+  loc.authorization = cloud_auth_;
   std::lock_guard lock(mu_);
-  if (loc.status == "Ready") sessions_[id] = loc;
-  return loc;
+  auto [it, added] = sessions_.try_emplace(id, loc);
+  if (added) save_locked();
+  return it->second;
+}
+
+void Gateway::touch(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) it->second.last_used = std::chrono::steady_clock::now();
+}
+
+std::vector<std::string> Gateway::expired(std::chrono::seconds idle, std::chrono::seconds lifetime) {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> out;
+  std::lock_guard lock(mu_);
+  for (auto& [id, l] : sessions_) {
+    bool too_old = lifetime.count() > 0 && now - l.created > lifetime;
+    bool unused = idle.count() > 0 && now - l.last_used > idle;
+    if (too_old || unused) out.push_back(id);
+  }
+  return out;
 }
 
 std::vector<Location> Gateway::list() {

@@ -54,6 +54,10 @@ struct Location {
   std::string base_url;       // "http://10.1.2.3:8080", the cloud gateway's URL; "" if local
   std::string authorization;  // the Authorization header to forward with ("" = the client's)
   std::string pod;            // the pod's name (kubernetes)
+  // For the idle timeout and lifetime (this gateway's view: when it placed or first saw
+  // the session, and its last forwarded request).
+  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_used = created;
   nlohmann::json to_json() const;
 };
 
@@ -73,10 +77,15 @@ class Gateway {
   Location create(const std::string& id, Target target, const Limits& limits,
                   nlohmann::json session_body);
   // Where a session lives, if anywhere but here: this gateway's record, else the pod named
-  // from the id (another gateway placed it), else the cloud record. nullopt = unknown.
+  // from the id (another gateway placed it), else the cloud gateway (another gateway sent
+  // it there). nullopt = unknown.
   std::optional<Location> find(const std::string& id);
   // Every session this gateway knows of (after rebuild(): those of every gateway).
   std::vector<Location> list();
+  // A request for the session was forwarded now (it is not idle).
+  void touch(const std::string& id);
+  // The sessions unused for `idle` or older than `lifetime` (0 = never).
+  std::vector<std::string> expired(std::chrono::seconds idle, std::chrono::seconds lifetime);
   // Deletes the pod or the cloud session and forgets it. False if it was unknown.
   bool remove(const std::string& id);
   // After a restart: the pods labelled app=libsandbox and the record file.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/multipart.hpp"
+#include "server/placed.hpp"
 #include "server/sse.hpp"
 #include "server/status.hpp"
 
@@ -207,6 +208,10 @@ asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
   }
   if (auto lang = opt_string(body, "language")) so.language = parse_language(*lang);
   if (auto* l = field(body, "limits")) so.limits = parse_limits(*l, sh.sandbox.options().limits);
+  if (sh.options.gateway) {
+    bool placed = co_await create_placed(sh, x, so, body);
+    if (placed) co_return;
+  }
   auto work = [&sh, so] { return sh.sandbox.create_session(so); };
   auto s = co_await offload(sh.pool, work);
   co_await x.reply(201, dump(session_json(*s)));
@@ -216,6 +221,8 @@ asio::awaitable<void> sessions_list(Shared& sh, Exchange& x) {
   json list = json::array();
   for (auto& s : sh.sandbox.sessions())
     if (s->owner() == x.owner) list.push_back(session_json(*s));
+  if (sh.options.gateway)
+    for (auto& l : placed_sessions(sh)) list.push_back(std::move(l));
   std::string body = dump(json{{"sessions", std::move(list)}});
   co_await x.reply(200, std::move(body));
 }
@@ -268,6 +275,20 @@ asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>
     co_await x.signal().wait_until(deadline);
 }
 
+// Waits until the execution's output grows, it ends, or the deadline passes: a client that
+// polls in a tight loop without ?wait gets each change at once, yet costs no core in between.
+asio::awaitable<void> wait_for_change(Exchange& x, const std::shared_ptr<Execution>& ex,
+                                      Clock::time_point deadline) {
+  if (ex->done()) co_return;
+  Subscription sub(ex, x.signal().notifier());
+  const Result before = ex->snapshot({0, 0});
+  while (!ex->done() && !x.stopping() && Clock::now() < deadline) {
+    co_await x.signal().wait_until(deadline);
+    const Result now = ex->snapshot({0, 0});
+    if (now.stdout_total != before.stdout_total || now.stderr_total != before.stderr_total) break;
+  }
+}
+
 asio::awaitable<void> result(Shared& sh, Exchange& x) {
   Page page;
   if (auto o = x.query.get_uint("offset")) page.offset = *o;
@@ -278,6 +299,8 @@ asio::awaitable<void> result(Shared& sh, Exchange& x) {
   if (auto w = wait; w && *w > 0) {
     auto ms = std::min<std::uint64_t>(*w, static_cast<std::uint64_t>(sh.options.max_wait.count()));
     co_await wait_for_end(x, ex, Clock::now() + std::chrono::milliseconds(ms));
+  } else if (!wait && sh.options.poll_hold.count() > 0) {
+    co_await wait_for_change(x, ex, Clock::now() + sh.options.poll_hold);
   }
   co_await x.reply(200, to_json(ex->snapshot(page)));
 }
@@ -510,7 +533,9 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
   std::optional<Error> failure;
   try {
     x.query = Query(x.match.query);
-    co_await dispatch(sh, x);
+    bool placed = false;
+    if (sh.options.gateway) placed = co_await handle_placed(sh, x);
+    if (!placed) co_await dispatch(sh, x);
   } catch (const Error& e) {
     failure = e;
   } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 
 #include "server/connection.hpp"
 #include "server/openapi.hpp"
+#include "server/placed.hpp"
 
 namespace sandbox::server {
 namespace {
@@ -89,6 +90,10 @@ struct Server::Impl {
       sweep_executions();
       if (std::chrono::steady_clock::now() >= next_reap) {
         next_reap = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        if (shared.options.gateway) {
+          auto reap = [this] { reap_placed(shared); };
+          co_await offload(shared.pool, reap);
+        }
         auto doomed = expired_sessions();
         for (auto& id : doomed) {
           try {

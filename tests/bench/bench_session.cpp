@@ -48,6 +48,19 @@ void SessionCreateAndFirstResult(benchmark::State& state, std::string backend, b
   }
 }
 
+// Creating a session (isolation set up, agent up and answering) and closing it; no kernel.
+void SessionCreate(benchmark::State& state, std::string backend) {
+  if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
+  Sandbox sb(options_for(backend, false));
+  int n = 0;
+  for (auto _ : state) {
+    auto s = sb.create_session({.id = "c" + std::to_string(n++), .language = Language::shell});
+    state.PauseTiming();
+    sb.close_session(s->id());
+    state.ResumeTiming();
+  }
+}
+
 // A second execution in a warm session: the pipe round trip through agent and kernel.
 void WarmExecution(benchmark::State& state, std::string backend, Language lang, std::string code) {
   if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
@@ -98,10 +111,17 @@ BENCHMARK_CAPTURE(WarmExecution, rlimit_shell_true, std::string("rlimit"), Langu
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(WarmExecution, rlimit_nodejs_1plus1, std::string("rlimit"), Language::nodejs, std::string("1+1"))
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(WarmExecution, runsc_python_1plus1, std::string("runsc"), Language::python, std::string("1+1"))
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(SessionCreate, rlimit, std::string("rlimit"))->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(20);
+BENCHMARK_CAPTURE(SessionCreate, namespaces, std::string("namespaces"))->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(20);
+BENCHMARK_CAPTURE(SessionCreate, runsc, std::string("runsc"))->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
 BENCHMARK_CAPTURE(SessionCreateAndFirstResult, rlimit_cold, std::string("rlimit"), false)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
 BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_cold, std::string("namespaces"), false)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResult, runsc_cold, std::string("runsc"), false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
 BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_pooled, std::string("namespaces"), true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
 BENCHMARK_CAPTURE(IdleSessionMemory, rlimit, std::string("rlimit"))->Iterations(1)->Unit(benchmark::kMillisecond);

@@ -14,11 +14,13 @@
 #include <signal.h>
 #include <stdlib.h>  // getenv, mkdtemp
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <set>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/namespaces.hpp"
@@ -43,12 +45,37 @@ std::optional<std::uint64_t> cgroup_value(const fs::path& file, std::string_view
   return std::nullopt;
 }
 
+// Container ids in use by this process. A session's dead agent keeps its container (and
+// runsc's lock on that id) until its successor is up, so the successor needs another id:
+// "r2-<id>", "r3-<id>", ... (still ending in the session's key, which names the cgroup).
+class LiveIds {
+ public:
+  std::string claim(const std::string& base) {
+    std::lock_guard lock(mutex_);
+    std::string id = base;
+    for (int n = 2; ids_.count(id); ++n) id = "r" + std::to_string(n) + "-" + base;
+    ids_.insert(id);
+    return id;
+  }
+  void release(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    ids_.erase(id);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::string> ids_;
+};
+LiveIds live_ids;
+
 class RunscInstance final : public Instance {
  public:
   RunscInstance(runsc::Cli cli, std::string id, bool cgroups)
       : cli_(std::move(cli)), id_(std::move(id)), cgroups_(cgroups) {}
   ~RunscInstance() override {
     terminate();
+    remove();
+    live_ids.release(id_);
     workspace_.reset();  // after the container: its gofer holds the workspace open
   }
 
@@ -79,33 +106,70 @@ class RunscInstance final : public Instance {
     return u;
   }
 
+  // Runs on the session library's I/O thread (an agent that died, the backstop), so it only
+  // sends signals: runsc subprocesses there took seconds under memory pressure and stalled
+  // every other session's traffic. The sandbox process is the Sentry; with it die the
+  // guest tasks (ptrace stubs are its children, with a parent-death SIGKILL) and then the
+  // gofer. `runsc delete` (state, cgroups) runs when the instance is destroyed.
   void terminate() override {
     std::lock_guard lock(mutex_);
-    if (!started_ || removed_) return;
-    // SIGKILL stops every process of the session at once (they all live in one Sentry);
-    // delete --force then removes the sandbox, gofer, cgroups and state files.
-    cli_.kill(id_, SIGKILL);
-    try {
-      cli_.remove(id_);
-    } catch (...) {
-      // Last resort: the sandbox process itself, so nothing of the session keeps running.
-      if (pid_ > 0) ::kill(pid_, SIGKILL);
+    if (!started_ || killed_) return;
+    killed_ = true;
+    if (!pidfd_ && !cgroups_) {  // nothing to signal directly: let runsc do it, slowly
+      remove_locked();
+      return;
     }
-    removed_ = true;
+    if (pidfd_) (void)::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0u);
+    // Everything else of the container on the host: its cgroup's members (v1 pids
+    // controller, or the v2 tree). A member cannot be reaped, so its pid not reused, before
+    // it has left the cgroup.
+    if (cgroups_) {
+      const std::string rel = runsc::cgroups_path(id_).substr(1);
+      for (const fs::path& dir : {fs::path("/sys/fs/cgroup/pids") / rel, fs::path("/sys/fs/cgroup") / rel}) {
+        std::ifstream in(dir / "cgroup.procs");
+        if (!in) continue;
+        for (pid_t p; in >> p;)
+          if (p > 0) ::kill(p, SIGKILL);
+        break;
+      }
+    }
+  }
+
+  // Kills what is left and removes the container (sandbox, gofer, cgroups, state files).
+  void remove() {
+    std::lock_guard lock(mutex_);
+    remove_locked();
   }
 
   // Filled in by launch(), in this order; the destructor undoes them in reverse.
   std::unique_ptr<ns::mount::Workspace> workspace_;
   bool started_ = false;  // a container may exist from here on (even if `run` failed)
   pid_t pid_ = -1;
+  sys::UniqueFd pidfd_;   // the sandbox process, so a signal never hits a reused pid
   sys::UniqueFd output_;  // the container's stdout/stderr pipe, never read after start
   sys::UniqueFd control_;
 
  private:
+  void remove_locked() {
+    if (!started_ || removed_) return;
+    try {
+      cli_.remove(id_);
+    } catch (...) {
+      // Last resort: the sandbox process itself, so nothing of the session keeps running.
+      if (pidfd_) {
+        (void)::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0u);
+      } else if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+      }
+    }
+    removed_ = true;
+  }
+
   runsc::Cli cli_;
   std::string id_;
   bool cgroups_;
   std::mutex mutex_;
+  bool killed_ = false;
   bool removed_ = false;
 };
 
@@ -146,20 +210,25 @@ class RunscBackend final : public Backend {
     if (spec.session_dir.empty() || spec.workspace.empty() || spec.runtime_dir.empty())
       throw Error(errc::invalid_argument, "runsc: session_dir, workspace and runtime_dir are required");
 
-    const std::string id = runsc::container_id(spec.session_id);
     const fs::path root = spec.session_dir / "runsc-root";
     std::error_code ec;
     fs::create_directories(root, ec);
     if (ec) throw Error(from_errno(ec.value()), "runsc: mkdir " + root.string() + ": " + ec.message());
     ::chmod(root.c_str(), 0700);
 
-    auto inst = std::make_unique<RunscInstance>(cli(root), id, cgroups_);
+    const std::string base = runsc::container_id(spec.session_id);
+    const std::string id = live_ids.claim(base);
+    // A successor's bundle must not overwrite the rootfs its predecessor may still hold.
+    const fs::path bundle_dir = spec.session_dir / (id == base ? "runsc-bundle" : "runsc-bundle-" + id);
+    auto inst = std::make_unique<RunscInstance>(cli(root), id, cgroups_);  // releases the id
     inst->workspace_ = std::make_unique<ns::mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
-    const fs::path bundle = runsc::write_bundle(spec, spec.session_dir / "runsc-bundle", {.container_id = id, .cgroups = cgroups_, .args = {}});
+    const fs::path bundle = runsc::write_bundle(spec, bundle_dir, {.container_id = id, .cgroups = cgroups_, .args = {}});
     auto [host, child] = sys::socket_pair();
     inst->started_ = true;
     auto started = cli(root).run_detached(id, bundle, child.get());
     inst->pid_ = started.pid;
+    // Fails (ESRCH) only if the sandbox is already gone; terminate() has nothing to kill then.
+    inst->pidfd_ = sys::UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, started.pid, 0)));
     inst->output_ = std::move(started.output);
     inst->control_ = std::move(host);
     return inst;

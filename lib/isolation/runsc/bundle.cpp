@@ -78,7 +78,8 @@ class Root {
     }
     mounts_.push_back({{"destination", inside.string()},
                        {"type", "bind"},
-                       {"source", source.string()},
+                       // runsc resolves a relative source against the bundle, not our cwd
+                       {"source", fs::absolute(source).lexically_normal().string()},
                        {"options", {"rbind", writable ? "rw" : "ro", "nosuid", "nodev"}}});
   }
   void special(const fs::path& inside, const std::string& type, std::vector<std::string> options) {
