@@ -162,19 +162,28 @@ TEST(CgroupHost, DetectedLayoutKillsAForkingTree) {
   limits.pids = 32;
   limits.cpus = 0.5;
   auto name = "test." + std::to_string(::getpid());
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
   pid_t leader = ::fork();
   if (leader == 0) {
-    // A process that keeps forking: the kill must not be outrun.
+    // Starts forking only once it is in the group, so that every child is in it too;
+    // then keeps forking: the kill must not be outrun.
+    char c;
+    ::close(go[1]);
+    if (::read(go[0], &c, 1) != 1) ::_exit(1);
     for (;;) {
       if (::fork() == 0) ::pause();
       ::usleep(1000);
     }
   }
+  ::close(go[0]);
   std::vector<fs::path> paths;
   {
     auto group = cg::Cgroup::create(layout, name, limits);
     paths = group->paths();
     group->add(leader);
+    ASSERT_EQ(::write(go[1], "g", 1), 1);
+    ::close(go[1]);
     ::usleep(50'000);
     EXPECT_GT(cg::read_pids(paths.front() / "cgroup.procs").size(), 2u);
     group->kill_all();

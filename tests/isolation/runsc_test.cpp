@@ -301,6 +301,33 @@ TEST_F(RunscTest, TerminateLeavesNoContainerNoProcess) {
   EXPECT_EQ(slurp("/proc/self/mountinfo").find(spec_.workspace.string()), std::string::npos);
 }
 
+// The session library keeps a dead agent's instance until its successor is up: both
+// containers of one session exist at once (distinct container ids, one shared workspace
+// mount), and once both are destroyed no container and no mount is left.
+TEST_F(RunscTest, SuccessorStartsWhileItsPredecessorExistsAndBothCleanUp) {
+  auto count_mounts = [&] {
+    std::istringstream in(slurp("/proc/self/mountinfo"));
+    int n = 0;
+    for (std::string line; std::getline(in, line);)
+      if (line.find(" " + spec_.workspace.string() + " ") != std::string::npos) ++n;
+    return n;
+  };
+  auto first = start("echo READY; exec sleep 60\n");
+  ASSERT_NE(read_until(first->control_fd(), "READY").find("READY"), std::string::npos);
+  first->terminate();  // the agent died; its instance lives on
+  auto second = backend_->launch(spec_);
+  ASSERT_NE(read_until(second->control_fd(), "READY").find("READY"), std::string::npos);
+  EXPECT_EQ(count_mounts(), 1);
+  first.reset();
+  EXPECT_EQ(count_mounts(), 1) << "the successor's workspace went with its predecessor";
+  auto third = backend_->launch(spec_);  // the first id is free again
+  ASSERT_NE(read_until(third->control_fd(), "READY").find("READY"), std::string::npos);
+  second.reset();
+  third.reset();
+  EXPECT_EQ(count_mounts(), 0);
+  EXPECT_TRUE(containers_under(root()).empty());
+}
+
 TEST_F(RunscTest, RecoverRemovesAContainerLeftByACrashedServer) {
   write(dir_ / "runtime" / "cmd", "exec sleep 600\n");
   const std::string id = runsc::container_id(spec_.session_id);

@@ -62,21 +62,25 @@ class CgroupV1 final : public Cgroup {
     const fs::path* freezer = dir("freezer");
     if (!freezer) return;
     auto procs = *freezer / "cgroup.procs";
-    if (read_pids(procs).empty()) return;
-    try {
-      write_file(*freezer / "freezer.state", "FROZEN");
-    } catch (...) {
-    }
-    // FREEZING -> FROZEN takes a moment; a task in the middle of fork is caught after it.
-    for (int i = 0; i < 200; ++i) {
-      auto state = read_file(*freezer / "freezer.state");
-      if (!state || state->rfind("FROZEN", 0) == 0) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    for (pid_t p : read_pids(procs)) ::kill(p, SIGKILL);
-    try {
-      write_file(*freezer / "freezer.state", "THAWED");
-    } catch (...) {
+    // Freeze, kill what is frozen, thaw so the kills land; again while anything is left
+    // (a busy host can leave the group FREEZING past our wait). Bounded: ~5 s in all.
+    for (int round = 0; round < 20 && !read_pids(procs).empty(); ++round) {
+      try {
+        write_file(*freezer / "freezer.state", "FROZEN");
+      } catch (...) {
+      }
+      for (int i = 0; i < 250; ++i) {
+        auto state = read_file(*freezer / "freezer.state");
+        if (!state || state->rfind("FROZEN", 0) == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      for (pid_t p : read_pids(procs)) ::kill(p, SIGKILL);
+      try {
+        write_file(*freezer / "freezer.state", "THAWED");
+      } catch (...) {
+      }
+      for (int i = 0; i < 20 && !read_pids(procs).empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
 
