@@ -89,13 +89,17 @@ class RlimitBackend final : public Backend {
   std::unique_ptr<Instance> launch(const LaunchSpec& spec) override {
     const bool drop = ::geteuid() == 0;
     if (drop) {
-      // The agent starts as uid 65534 in the workspace: every directory above it must let
-      // others search it, or the agent dies at chdir() with nothing to say why.
-      for (auto dir = spec.workspace.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-        struct stat st{};
-        if (::stat(dir.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH))
-          throw Error(errc::permission_denied, "rlimit runs code as uid 65534, which cannot enter " + dir.string() +
-                                                   " (mode " + fmt_mode(st.st_mode) + "): chmod o+x it or choose another state dir");
+      // The agent runs as uid 65534 from the runtime dir, in the workspace: every directory
+      // above them must let others search it, or the agent dies at exec or chdir with
+      // nothing to say why.
+      for (const auto& leaf : {spec.workspace.parent_path(), spec.runtime_dir}) {
+        for (auto dir = leaf;; dir = dir.parent_path()) {
+          struct stat st{};
+          if (::stat(dir.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH))
+            throw Error(errc::permission_denied, "rlimit runs code as uid 65534, which cannot enter " + dir.string() +
+                                                     " (mode " + fmt_mode(st.st_mode) + "): chmod o+x it or choose another directory");
+          if (dir == dir.root_path() || dir.empty()) break;
+        }
       }
       sys::check(::chown(spec.workspace.c_str(), nobody_uid, nogroup_gid), "chown", spec.workspace.string());
     }

@@ -179,7 +179,8 @@ std::vector<fs::path> cgroups_matching(std::string_view key) {
     for (auto& e : fs::directory_iterator(dir, ec)) {
       std::error_code ec2;
       if (!e.is_directory(ec2) || e.is_symlink(ec2)) continue;
-      if (e.path().filename() == "libsandbox") {
+      // "libsandbox" (namespaces), "libsandbox-runsc" (runsc's cgroup parent).
+      if (e.path().filename().string().rfind("libsandbox", 0) == 0) {
         for (auto& s : fs::directory_iterator(e.path(), ec2))
           if (matches(s.path().filename().string())) out.push_back(s.path());
       } else if (depth < 4) {

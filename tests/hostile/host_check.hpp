@@ -49,7 +49,7 @@ void kill_all(const std::vector<Proc>& procs);
 
 // Mount points in /proc/self/mountinfo at or below the directory `needle`.
 std::vector<std::string> mounts_matching(std::string_view needle);
-// Directories below any "libsandbox" cgroup directory (both v1 controllers and v2) named
+// Directories below any "libsandbox*" cgroup directory (both v1 controllers and v2) named
 // `key`, or ending in `key` after a '.', '-' or '_' (backends prefix it).
 std::vector<std::filesystem::path> cgroups_matching(std::string_view key);
 

@@ -109,9 +109,11 @@ class Env : public ::testing::Environment {
       slot.neighbour.reset();
       slot.sb.reset();  // closes every session
     }
-    // Whatever a backend failed to unmount under our state dir (already reported by the
-    // case that leaked it) must not outlive the run.
+    // Every Sandbox is gone, so nothing may be mounted under our state dir any more (the
+    // neighbour sessions are checked only here). Report it, then unmount it: it must not
+    // outlive the run.
     auto left = host::mounts_matching(g_world.state_root.string());
+    for (auto& m : left) ADD_FAILURE() << "leftover mount after every Sandbox was destroyed: " << m;
     for (auto it = left.rbegin(); it != left.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
     std::error_code ec;
     fs::remove_all(g_world.state_root, ec);

@@ -137,6 +137,10 @@ TEST_F(RunscTest, ProbeNamesThePlatform) {
   auto s = backend_->probe();
   EXPECT_NE(s.reason.find("platform "), std::string::npos) << s.reason;
   EXPECT_FALSE(backend_->containment().contains.empty());
+  // The probe's trivial container left no cgroup (runsc keeps an exited one's).
+  const std::string rel = runsc::cgroups_path("probe-" + std::to_string(::getpid()) + "-cg").substr(1);
+  for (const char* controller : {"memory", "pids"})
+    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / rel)) << controller;
 }
 
 TEST_F(RunscTest, BundleIsAReadOnlyRootWithoutNetworkOrPrivilege) {
@@ -368,6 +372,10 @@ TEST_F(RunscTest, LaunchFailureSaysWhy) {
     EXPECT_NE(e.message().find("runsc run"), std::string::npos) << e.message();
   }
   EXPECT_TRUE(containers_under(root()).empty());
+  // A container that never started leaves no cgroup behind either.
+  const std::string rel = runsc::cgroups_path(runsc::container_id(spec_.session_id)).substr(1);
+  for (const char* controller : {"memory", "pids", "cpu"})
+    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / rel)) << controller;
 }
 
 // ---- the real agent, through the library -------------------------------------------------

@@ -21,6 +21,8 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/namespaces.hpp"
@@ -43,6 +45,25 @@ std::optional<std::uint64_t> cgroup_value(const fs::path& file, std::string_view
   while (in >> k >> v)
     if (k == key) return v;
   return std::nullopt;
+}
+
+// Removes the container's cgroup in every hierarchy. `runsc delete` leaves it behind when
+// the container never started or its processes were still exiting; rmdir fails (EBUSY)
+// until the last task has left, so retry for a moment.
+void remove_cgroups(const std::string& id) noexcept {
+  const std::string rel = runsc::cgroups_path(id).substr(1);
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  if (fs::exists("/sys/fs/cgroup/cgroup.controllers", ec)) {
+    dirs.push_back(fs::path("/sys/fs/cgroup") / rel);
+  } else {
+    for (auto& h : fs::directory_iterator("/sys/fs/cgroup", ec))
+      if (!h.is_symlink(ec) && h.is_directory(ec)) dirs.push_back(h.path() / rel);  // "cpu,cpuacct" links skipped
+  }
+  for (const auto& dir : dirs) {
+    for (int i = 0; i < 100 && ::rmdir(dir.c_str()) != 0 && errno == EBUSY; ++i)
+      std::this_thread::sleep_for(10ms);
+  }
 }
 
 // Container ids in use by this process. A session's dead agent keeps its container (and
@@ -162,6 +183,7 @@ class RunscInstance final : public Instance {
         ::kill(pid_, SIGKILL);
       }
     }
+    if (cgroups_) remove_cgroups(id_);
     removed_ = true;
   }
 
@@ -245,6 +267,7 @@ class RunscBackend final : public Backend {
         for (const auto& container : c.list()) {
           c.kill(container.id, SIGKILL);
           c.remove(container.id);
+          if (cgroups_) remove_cgroups(container.id);
         }
       } catch (const Error&) {
         // A broken state file: nothing more runsc can do with it; the dir goes with the session.
@@ -284,6 +307,7 @@ class RunscBackend final : public Backend {
           c.remove(id);
         } catch (...) {
         }
+        if (cgroups) remove_cgroups(id);  // runsc leaves an exited container's cgroup
         if (code == 0) {
           cgroups_ = cgroups;
           result = {true, "platform " + platform_ +
@@ -296,6 +320,7 @@ class RunscBackend final : public Backend {
           c.remove(id);
         } catch (...) {
         }
+        if (cgroups) remove_cgroups(id);  // runsc leaves an exited container's cgroup
         if (first_error.empty()) first_error = e.message();
       }
     }
