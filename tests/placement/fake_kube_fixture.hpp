@@ -24,7 +24,14 @@ namespace sandbox::placement::testing {
 
 class FakeKube {
  public:
-  explicit FakeKube(std::string ip_prefix = "127.0.9") {
+  // Each test process gets its own 127.X.Y. range of pod addresses: ctest runs tests in
+  // parallel, and two fakes handing out the same pod address would see each other's pods.
+  static std::string default_prefix() {
+    unsigned p = static_cast<unsigned>(::getpid());
+    return "127." + std::to_string(30 + p % 200) + "." + std::to_string((p / 200) % 250);
+  }
+
+  explicit FakeKube(std::string ip_prefix = default_prefix()) {
     char tmpl[] = "/tmp/fake-kube-XXXXXX";
     dir_ = mkdtemp(tmpl);
     chmod(dir_.c_str(), 0711);  // session pods running code as another uid pass through it

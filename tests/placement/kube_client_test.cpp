@@ -166,7 +166,7 @@ TEST_F(KubeClientTest, PodLifecycle) {
   auto st = c.wait_pod("life-1", [](const PodState& s) { return s.ready; }, 15s);
   EXPECT_TRUE(st.ready);
   EXPECT_EQ(st.phase, "Running");
-  EXPECT_EQ(st.pod_ip.rfind("127.0.9.", 0), 0u) << st.pod_ip;
+  EXPECT_EQ(st.pod_ip.rfind(FakeKube::default_prefix() + ".", 0), 0u) << st.pod_ip;
   EXPECT_DOUBLE_EQ(st.cpu_requests, 0.25);  // requests default to limits
   EXPECT_EQ(code_of([&] { c.create_pod(web_pod("life-1")); }), errc::already_exists);
   auto list = c.list_pods("app=libsandbox,test=kube-client");
