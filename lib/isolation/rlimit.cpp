@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "isolation/backends.hpp"
+#include "sys/cstrings.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox::isolation {
@@ -29,16 +30,6 @@ std::string fmt_mode(mode_t m) {
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
   return buf;
 }
-
-// argv/envp as the child needs them: built before fork, because the child must not allocate.
-struct CStrings {
-  std::vector<std::string> storage;
-  std::vector<char*> ptrs;
-  explicit CStrings(std::vector<std::string> s) : storage(std::move(s)) {
-    for (auto& x : storage) ptrs.push_back(x.data());
-    ptrs.push_back(nullptr);
-  }
-};
 
 class RlimitInstance final : public Instance {
  public:
@@ -106,8 +97,8 @@ class RlimitBackend final : public Backend {
     ::chmod(spec.workspace.c_str(), 0700);
     auto [host, child] = sys::socket_pair();
     const std::string ws = spec.workspace.string();
-    CStrings argv(agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec));
-    CStrings envp(agent_environment(ws));
+    sys::CStrings argv(agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec));
+    sys::CStrings envp(agent_environment(ws));
     const Limits& l = spec.limits;
     struct Lim { int res; rlim_t value; };
     // RLIMIT_DATA rather than RLIMIT_AS: V8 reserves gigabytes of address space it never

@@ -17,6 +17,7 @@
 
 #include "isolation/runsc/runsc.hpp"
 #include "sandbox/error.hpp"
+#include "sys/cstrings.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox::isolation::runsc {
@@ -25,20 +26,11 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct CStrings {
-  std::vector<std::string> storage;
-  std::vector<char*> ptrs;
-  explicit CStrings(std::vector<std::string> s) : storage(std::move(s)) {
-    for (auto& x : storage) ptrs.push_back(x.data());
-    ptrs.push_back(nullptr);
-  }
-};
-
 // Starts argv with `in`, `out`, `err` as fds 0-2 (-1: /dev/null) and nothing else open, in
 // its own process group (a Ctrl-C meant for the server must not cut a container in half).
 pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
-  CStrings args(argv);
-  CStrings env({"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"});
+  sys::CStrings args(argv);
+  sys::CStrings env({"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"});
   sys::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw_syscall("open", errno, "/dev/null");
   const int src[3] = {in >= 0 ? in : null.get(), out >= 0 ? out : null.get(), err >= 0 ? err : null.get()};
