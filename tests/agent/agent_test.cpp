@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/protocol.hpp"
@@ -459,8 +460,12 @@ TEST(AgentShell, BackgroundChildDoesNotDelayDone) {
   EXPECT_EQ(r.out, "started\n");
   EXPECT_EQ(r.done["status"], "Finished");
   EXPECT_LT(r.elapsed_ms, 2000);
+  // The background child may still be a forked shell about to exec sleep: look a few times.
   bool found = false;
-  for (const auto& p : a.list()) found |= p["name"] == "sleep";
+  for (int i = 0; i < 40 && !found; ++i) {
+    for (const auto& p : a.list()) found |= p["name"] == "sleep";
+    if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_TRUE(found);
 }
 

@@ -126,8 +126,15 @@ TEST_F(SessionTest, ShellExitCodeAndBackgroundChildren) {
   r = s->run({.language = Language::shell, .code = "sleep 60 & echo started"});
   EXPECT_EQ(r.status, Status::finished);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "a background child must not hold the execution";
-  auto procs = s->processes();
-  auto it = std::find_if(procs.begin(), procs.end(), [](auto& p) { return p.cmdline.find("sleep 60") != std::string::npos; });
+  // The background child may still be a forked shell about to exec sleep: look a few times.
+  std::vector<ProcessInfo> procs;
+  auto sleeper = [](const ProcessInfo& p) { return p.cmdline.find("sleep 60") != std::string::npos; };
+  for (int i = 0; i < 40; ++i) {
+    procs = s->processes();
+    if (std::any_of(procs.begin(), procs.end(), sleeper)) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  auto it = std::find_if(procs.begin(), procs.end(), sleeper);
   ASSERT_NE(it, procs.end()) << "the background child is a process of the session";
   s->kill(it->pid);
   EXPECT_EQ(code_of([&] { s->kill(1); }), errc::not_found);
