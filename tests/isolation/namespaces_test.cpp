@@ -24,6 +24,7 @@
 #include "agent/protocol.hpp"
 #include "isolation/namespaces/cgroup.hpp"
 #include "sandbox/error.hpp"
+#include "isolation/test_io.hpp"
 
 namespace fs = std::filesystem;
 using namespace sandbox;
@@ -31,41 +32,6 @@ using namespace sandbox::isolation;
 
 namespace {
 
-void write(const fs::path& p, const std::string& text, fs::perms mode = fs::perms(0644)) {
-  std::ofstream(p) << text;
-  fs::permissions(p, mode);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Everything read from `fd` until EOF (every process inside has exited or closed it).
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
-
-// Reads `fd` until `marker` has been seen.
-std::string read_until(int fd, const std::string& marker) {
-  std::string out;
-  char buf[256];
-  while (out.find(marker) == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
 
 bool mounted_under(const fs::path& dir) {
   return slurp("/proc/self/mountinfo").find(" " + dir.string()) != std::string::npos;

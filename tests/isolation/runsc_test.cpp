@@ -26,6 +26,7 @@
 #include "isolation/runsc/runsc.hpp"
 #include "sandbox/error.hpp"
 #include "sandbox/sandbox.hpp"
+#include "isolation/test_io.hpp"
 
 namespace fs = std::filesystem;
 using namespace sandbox;
@@ -34,40 +35,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-void write(const fs::path& p, const std::string& text, fs::perms mode = fs::perms(0644)) {
-  std::ofstream(p) << text;
-  fs::permissions(p, mode);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
-
-std::string read_until(int fd, const std::string& marker) {
-  std::string out;
-  char buf[256];
-  while (out.find(marker) == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
 
 // Host processes whose command line contains `marker` (runsc's sandbox and gofer name the
 // container id and bundle in theirs).
