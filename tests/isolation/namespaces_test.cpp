@@ -49,20 +49,6 @@ int leftover_cgroups() {
   return n;
 }
 
-// Host processes whose command line contains `marker`.
-int host_processes_with(const std::string& marker) {
-  int n = 0;
-  for (auto& e : fs::directory_iterator("/proc")) {
-    auto name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto cmd = slurp(e.path() / "cmdline");
-    for (auto& c : cmd)
-      if (c == '\0') c = ' ';
-    if (cmd.find(marker) != std::string::npos && std::stoi(name) != ::getpid()) ++n;
-  }
-  return n;
-}
-
 class NamespacesTest : public ::testing::Test {
  protected:
   void SetUp() override {

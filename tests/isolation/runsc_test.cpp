@@ -36,21 +36,6 @@ using namespace std::chrono_literals;
 namespace {
 
 
-// Host processes whose command line contains `marker` (runsc's sandbox and gofer name the
-// container id and bundle in theirs).
-int host_processes_with(const std::string& marker) {
-  int n = 0;
-  for (auto& e : fs::directory_iterator("/proc")) {
-    auto name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto cmd = slurp(e.path() / "cmdline");
-    for (auto& c : cmd)
-      if (c == '\0') c = ' ';
-    if (cmd.find(marker) != std::string::npos && std::stoi(name) != ::getpid()) ++n;
-  }
-  return n;
-}
-
 std::vector<runsc::Container> containers_under(const fs::path& root) {
   return runsc::Cli({.root = root}).list();
 }
