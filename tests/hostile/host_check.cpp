@@ -10,7 +10,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,12 +195,6 @@ std::uint64_t rss_bytes() {
   std::uint64_t size = 0, rss = 0;
   in >> size >> rss;
   return rss * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-std::uint64_t free_inodes(const fs::path& dir) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) < 0 || st.f_files == 0) return 0;
-  return st.f_favail;
 }
 
 HostSleep::HostSleep(const std::string& name, int seconds, std::optional<uid_t> uid) {

@@ -55,8 +55,6 @@ std::vector<std::filesystem::path> cgroups_matching(std::string_view key);
 
 // Resident set of this process, in bytes.
 std::uint64_t rss_bytes();
-// Free inodes of the filesystem holding `dir` (0 if it does not count inodes).
-std::uint64_t free_inodes(const std::filesystem::path& dir);
 
 // A host `sleep` whose argv[0] is `name`, optionally as another uid; killed and reaped
 // when destroyed.
