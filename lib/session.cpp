@@ -123,7 +123,9 @@ void SessionImpl::adopt(std::string id, std::string owner) {
 
 std::shared_ptr<SessionImpl::Agent> SessionImpl::start_agent(Language warm) {
   auto a = std::make_shared<Agent>();
-  a->instance = ctx_.backend.launch(spec_);
+  auto spec = spec_;
+  spec.python_kernel = warm == Language::python;
+  a->instance = ctx_.backend.launch(spec);
   int fd = ::dup(a->instance->control_fd());
   if (fd < 0) throw_syscall("dup", errno, "agent socket");
   a->channel = std::make_shared<agent::Channel>(ctx_.io, fd);

@@ -3,8 +3,11 @@
 Started by sandbox-agent as `python3 -u kernel.py [--preload m1,m2]` with fd 0 = /dev/null,
 fds 1/2 = output pipes, fd 3 = requests (agent -> kernel), fd 4 = replies (kernel -> agent).
 Each message is a u32 little-endian length followed by JSON. The kernel first replies
-{"ready": true}, then answers each {"code", "stdin"} request with one result object.
-Standard library only; matplotlib is used when present.
+{"ready": true, "pid": N}, then answers each {"code", "stdin"} request with one result
+object. Standard library only; matplotlib is used when present.
+
+`kernel.py --template [--preload ...]` is the host's template instead (template() below):
+it warms once, then forks a kernel into each session the host names.
 """
 
 import ast
@@ -39,14 +42,22 @@ def _high_fd():
     return max(10, min(top, 4096) - 16)
 
 
-_HIGH = _high_fd()
-REQ_FD = _hide(3, _HIGH)
-REP_FD = _hide(4, _HIGH + 1)
-# Our own copies of the output pipes, restored after every execution.
-SAVED_OUT = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, _HIGH + 2)
-SAVED_ERR = fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, _HIGH + 3)
-REAL_STDOUT = sys.stdout
-REAL_STDERR = sys.stderr
+REQ_FD = REP_FD = SAVED_OUT = SAVED_ERR = -1
+REAL_STDOUT = REAL_STDERR = None
+
+
+def _attach():
+    """Takes over fds 1-4 as the kernel's channel to the agent (at start, or once forked
+    from the template into a session)."""
+    global REQ_FD, REP_FD, SAVED_OUT, SAVED_ERR, REAL_STDOUT, REAL_STDERR
+    high = _high_fd()
+    REQ_FD = _hide(3, high)
+    REP_FD = _hide(4, high + 1)
+    # Our own copies of the output pipes, restored after every execution.
+    SAVED_OUT = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, high + 2)
+    SAVED_ERR = fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, high + 3)
+    REAL_STDOUT = sys.stdout
+    REAL_STDERR = sys.stderr
 
 
 def _read_exact(n):
@@ -275,15 +286,10 @@ def _seed_matplotlib_cache():
         pass  # a cache miss costs time, never correctness
 
 
-def main(argv):
+def _warm(preload):
     os.environ.setdefault("MPLBACKEND", "Agg")  # no display, ever; read by matplotlib on import
-    _seed_matplotlib_cache()
     sys.meta_path.insert(0, _PyplotHook())
-    sys.path[0] = ""  # like `python -c`: modules in the workspace (cwd) are importable
     sys.stdin = io.StringIO("")
-    preload = []
-    if len(argv) >= 2 and argv[0] == "--preload":
-        preload = [m.strip() for m in argv[1].split(",") if m.strip()]
     for mod in preload:
         try:
             __import__(mod)
@@ -306,12 +312,129 @@ def main(argv):
             plt.close(fig)
         except Exception:
             pass
-    reply({"ready": True})
+
+
+def serve(**hello):
+    reply({"ready": True, "pid": os.getpid(), **hello})
     while True:
         req = receive()
         if req is None:
             return
         reply(execute(req.get("code", ""), req.get("stdin", "") or ""))
+
+
+# ---------------------------------------------------------------- the template
+
+def template(preload):
+    """The host's template process (lib/isolation/namespaces/template.hpp): warm once, then
+    fork a kernel into each session the host names on fd 3. Runs as root on the host and
+    never runs session code itself: only its forks do, once walled in."""
+    import gc
+    import select
+    import signal
+    import socket
+
+    import _sandbox_template as walls
+
+    host = socket.socket(fileno=3)
+    _warm(preload)
+    walls.prepare()
+    # Kernels come back to us when they exit (we are their reaper): reap them at once.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    # The imported objects' pages stay shared with every kernel: the collector leaves them be.
+    gc.collect()
+    gc.freeze()
+
+    def reap():
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    while True:
+        reap()
+        try:
+            ready, _, _ = select.select([host, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if host not in ready:
+            continue
+        try:
+            body, fds, _, _ = socket.recv_fds(host, 65536, 16)
+        except InterruptedError:
+            continue
+        if not body:
+            return  # the host is gone
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if req is None or len(fds) != 11:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            _kernel_from_template(req, fds, host, (wake_r, wake_w), walls)
+        for fd in fds:
+            os.close(fd)
+
+
+def _kernel_from_template(req, fds, host, wake, walls):
+    """In the template's fork: into the session, then its kernel. Never returns."""
+    import signal
+    try:
+        host.detach()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wake:
+            os.close(fd)
+        walls.enter(req["cgroups"], fds[:7])
+        if os.fork() != 0:
+            os._exit(0)  # the grandchild is the one inside the pid namespace
+        walls.finish(fds[7:], [tuple(l) for l in req["rlimits"]], req["uid"], req["gid"], req["workspace"])
+    except BaseException as e:
+        try:
+            os.write(fds[8], f"template: {e}\n".encode())
+        finally:
+            os._exit(121)
+    try:
+        # Every session gets its own random state: `random` reseeds itself after a fork,
+        # numpy's legacy global generator does not.
+        np = sys.modules.get("numpy")
+        if np is not None:
+            np.random.seed()
+        os.environ["MPLCONFIGDIR"] = "/tmp/.matplotlib"
+        sys.path[0] = ""
+        sys.argv = [""]
+        _attach()
+        serve(template=True)
+    finally:
+        os._exit(0)
+
+
+def main(argv):
+    preload = []
+    if "--preload" in argv:
+        i = argv.index("--preload")
+        if i + 1 < len(argv):
+            preload = [m.strip() for m in argv[i + 1].split(",") if m.strip()]
+    if "--template" in argv:
+        return template(preload)
+    _attach()
+    _seed_matplotlib_cache()
+    sys.path[0] = ""  # like `python -c`: modules in the workspace (cwd) are importable
+    _warm(preload)
+    serve()
 
 
 if __name__ == "__main__":

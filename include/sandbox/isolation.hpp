@@ -52,6 +52,9 @@ struct LaunchSpec {
   Interpreters interpreters;
   Limits limits;
   std::vector<std::string> preload;   // python modules the kernel imports while warming
+  // Start the Python kernel with the agent. Backends with a template process (namespaces)
+  // fork it from there, sharing the imported modules' pages across sessions.
+  bool python_kernel = false;
 };
 
 // Resource usage of the whole session, where the backend can measure it (cgroups).

@@ -83,6 +83,7 @@ struct Options {
   std::string shell = "/bin/sh";
   std::string preload;  // comma-separated python modules
   std::optional<Lang> warm;
+  int kernel_fd = -1;  // first of four pipes of a Python kernel forked in by the host
 };
 
 void set_nonblocking(int fd) {
@@ -164,6 +165,7 @@ struct Execution {
 struct Kernel {
   Lang lang = Lang::python;
   bool oneshot = false;  // serves one `fresh` execution, then dies
+  bool adopted = false;  // forked in by the host (not our child): no SIGCHLD, pid from "ready"
   pid_t pid = -1;
   UniqueFd out, err, req, rep;
   std::uint64_t out_tok = 0, err_tok = 0, req_tok = 0, rep_tok = 0;
@@ -222,6 +224,7 @@ class Agent {
 
   // kernels
   Kernel* start_kernel(Lang lang, bool oneshot);
+  void adopt_kernel(int first_fd);
   void pump_queue(Lang lang);
   void send_request(Kernel& k, Execution& e);
   void on_kernel_reply(Kernel& k);
@@ -233,6 +236,7 @@ class Agent {
   bool alive(const Kernel* k) const;
 
   // process requests
+  std::vector<pid_t> session_pids(const std::vector<ProcStat>& table) const;
   void on_list(std::uint32_t id);
   void on_kill(std::uint32_t id, const std::string& payload);
   void shutdown();
@@ -357,6 +361,7 @@ int Agent::run() {
 
   send(Type::hello, 0, json{{"pid", ::getpid()}, {"version", kVersion}}.dump());
   flush_control(false);
+  if (opts_.kernel_fd >= 0) adopt_kernel(opts_.kernel_fd);
   if (opts_.warm) {
     try {
       if (*opts_.warm != Lang::shell) start_kernel(*opts_.warm, false);
@@ -791,6 +796,31 @@ Kernel* Agent::start_kernel(Lang lang, bool oneshot) {
   return raw;
 }
 
+// The host forked a warm Python kernel into our namespaces (lib/isolation/namespaces/
+// template.hpp) and handed us its pipes. It is not our child: it tells its pid in "ready",
+// and its death shows as EOF on the replies. If it never becomes ready, the queue falls
+// back to a kernel of our own.
+void Agent::adopt_kernel(int first_fd) {
+  auto k = std::make_unique<Kernel>();
+  k->lang = Lang::python;
+  k->adopted = true;
+  k->out = UniqueFd(first_fd);
+  k->err = UniqueFd(first_fd + 1);
+  k->req = UniqueFd(first_fd + 2);
+  k->rep = UniqueFd(first_fd + 3);
+  for (int fd = first_fd; fd < first_fd + 4; ++fd) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    set_nonblocking(fd);
+  }
+  k->boot_deadline = Clock::now() + kKernelBootLimit;
+  Kernel* raw = k.get();
+  raw->out_tok = watch(raw->out.get(), EPOLLIN, {Kind::kernel_out, -1, 1, 0, raw});
+  raw->err_tok = watch(raw->err.get(), EPOLLIN, {Kind::kernel_out, -1, 2, 0, raw});
+  raw->rep_tok = watch(raw->rep.get(), EPOLLIN, {Kind::kernel_rep, -1, 0, 0, raw});
+  kernel_[static_cast<int>(Lang::python)] = std::move(k);
+  rearm();
+}
+
 void Agent::pump_queue(Lang lang) {
   auto& q = queue_[static_cast<int>(lang)];
   while (!q.empty()) {
@@ -872,9 +902,11 @@ void Agent::on_kernel_reply(Kernel& k) {
   k.inbuf.erase(0, pos);
   if (eof) {
     // The kernel exits when it cannot answer (kernel.py/kernel.js), so its SIGCHLD follows
-    // and tells why; a hung one is caught by the execution's timeout.
+    // and tells why; a hung one is caught by the execution's timeout. An adopted kernel
+    // sends no SIGCHLD: EOF is all we learn.
     unwatch(k.rep_tok);
     k.rep.reset();
+    if (k.adopted) kernel_lost(k, "the python kernel exited");
   }
 }
 
@@ -893,6 +925,7 @@ void Agent::handle_kernel_message(Kernel& k, const std::string& body) {
   if (!msg.is_object()) return;
   if (msg.value("ready", false)) {
     k.ready = true;
+    if (auto p = msg.find("pid"); k.adopted && p != msg.end() && p->is_number_integer()) k.pid = p->get<pid_t>();
     rearm();
     if (k.oneshot) {
       if (k.waiter) {
@@ -934,6 +967,14 @@ void Agent::handle_kernel_message(Kernel& k, const std::string& body) {
 
 void Agent::kernel_lost(Kernel& k, const std::string& why) {
   drain_kernel(k);
+  if (k.adopted && !k.ready) {
+    // The host's kernel never arrived: nothing was lost, start our own.
+    std::fprintf(stderr, "sandbox-agent: the forked python kernel did not start (%s): %s\n", why.c_str(),
+                 k.boot_stderr.c_str());
+    destroy_kernel(k);
+    pump_queue(Lang::python);
+    return;
+  }
   std::optional<std::uint32_t> victim = k.current ? k.current : k.waiter;
   bool booting = !k.ready;
   Lang lang = k.lang;
@@ -996,9 +1037,19 @@ void Agent::destroy_kernel(Kernel& k) {
 
 // ---------------------------------------------------------------- process requests
 
+// The session's processes. As init of a pid namespace that is every other process there,
+// whatever its parent (an adopted kernel's is outside); otherwise those below us.
+std::vector<pid_t> Agent::session_pids(const std::vector<ProcStat>& table) const {
+  if (::getpid() != 1) return descendants(table, ::getpid());
+  std::vector<pid_t> out;
+  for (const auto& p : table)
+    if (p.pid != 1) out.push_back(p.pid);
+  return out;
+}
+
 void Agent::on_list(std::uint32_t id) {
   auto table = scan_processes();
-  auto below = descendants(table, ::getpid());
+  auto below = session_pids(table);
   std::unordered_map<pid_t, const ProcStat*> by_pid;
   for (const auto& p : table) by_pid.emplace(p.pid, &p);
   static const long page = ::sysconf(_SC_PAGESIZE);
@@ -1030,7 +1081,7 @@ void Agent::on_kill(std::uint32_t id, const std::string& payload) {
   if (sig < 0 || sig > 64) return reply({{"error", "invalid_argument"}});
   bool ours = false;
   if (pid > 0 && pid != ::getpid()) {
-    for (pid_t d : descendants(scan_processes(), ::getpid())) ours |= d == pid;
+    for (pid_t d : session_pids(scan_processes())) ours |= d == pid;
   }
   if (!ours) return reply({{"error", "not_found"}});
   if (::kill(static_cast<pid_t>(pid), sig) != 0)
@@ -1039,6 +1090,8 @@ void Agent::on_kill(std::uint32_t id, const std::string& payload) {
 }
 
 void Agent::shutdown() {
+  for (auto& k : kernel_)
+    if (k && k->adopted && k->pid > 0) kill_tree(k->pid, k->pid);
   kill_tree(::getpid(), 0, false);
   // Reap everything, so no zombie outlives us (kill(pid, 0) must fail for each of them).
   auto deadline = Clock::now() + std::chrono::seconds(3);
@@ -1067,7 +1120,8 @@ void Agent::shutdown() {
   std::fprintf(stderr,
                "sandbox-agent: %s\n"
                "usage: sandbox-agent --control-fd N --workspace DIR --runtime DIR --python PATH\n"
-               "                     --node PATH --shell PATH [--preload m1,m2] [--warm python|nodejs]\n",
+               "                     --node PATH --shell PATH [--preload m1,m2] [--warm python|nodejs]\n"
+               "                     [--kernel-fds FIRST]\n",
                msg);
   std::exit(2);
 }
@@ -1089,6 +1143,12 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--node") o.node = v;
     else if (a == "--shell") o.shell = v;
     else if (a == "--preload") o.preload = v;
+    else if (a == "--kernel-fds") {
+      char* end = nullptr;
+      long fd = std::strtol(v.c_str(), &end, 10);
+      if (*end || fd < 3 || ::fcntl(static_cast<int>(fd), F_GETFD) < 0) usage("bad --kernel-fds");
+      o.kernel_fd = static_cast<int>(fd);
+    }
     else if (a == "--warm") {
       o.warm = parse_lang(v);
       if (!o.warm) usage("bad --warm");

@@ -3,7 +3,14 @@
 // --benchmark_report_aggregates_only=true.
 #include <benchmark/benchmark.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
+#include <vector>
 #include <sstream>
 #include <thread>
 
@@ -26,11 +33,15 @@ Options options_for(const std::string& backend, bool preload) {
 }
 
 // From a new session to its first `1+1` result (kernel started on demand, no pool).
-void SessionCreateAndFirstResult(benchmark::State& state, std::string backend, bool pooled) {
+void SessionCreateAndFirstResult(benchmark::State& state, std::string backend, bool pooled,
+                                 bool preload = false) {
   if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
-  Options o = options_for(backend, false);
+  Options o = options_for(backend, preload);
   o.warm_pool = pooled ? 4 : 0;
   Sandbox sb(o);
+  // One untimed session first: the python template (namespaces) starts with the first.
+  sb.create_session({.id = "warm-up"})->run({.code = "1+1"});
+  sb.close_session("warm-up");
   int n = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -73,32 +84,56 @@ void WarmExecution(benchmark::State& state, std::string backend, Language lang, 
   }
 }
 
-// PSS of an idle warm python session (agent + kernel), from /proc/PID/smaps_rollup.
-void IdleSessionMemory(benchmark::State& state, std::string backend) {
+// PSS of idle warm python sessions (agents, kernels and the python template, which the
+// kernels share pages with), summed over every process below this one, per session.
+// From /proc/PID/smaps_rollup; the Python kernels preload the default modules.
+void IdleSessionMemory(benchmark::State& state, std::string backend, int sessions) {
   if (!available(backend)) return state.SkipWithError(("backend unavailable: " + backend).c_str());
   Sandbox sb(options_for(backend, true));
-  std::vector<std::shared_ptr<Session>> sessions;
+  std::vector<std::shared_ptr<Session>> held;
   for (auto _ : state) {
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < sessions; ++i) {
       auto s = sb.create_session({});
       s->run({.code = "1+1"});
-      sessions.push_back(s);
+      held.push_back(s);
     }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // pid -> ppid for every process, then everything below us.
+  std::map<pid_t, std::vector<pid_t>> children;
+  for (auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char st;
+    pid_t ppid = 0;
+    rest >> st >> ppid;
+    children[ppid].push_back(std::stoi(name));
   }
   double total_kib = 0;
-  int counted = 0;
-  for (auto& s : sessions) {
-    for (auto& p : s->processes()) {
-      // Pids are as the session sees them; on rlimit that is the host's view.
-      std::ifstream f("/proc/" + std::to_string(p.pid) + "/smaps_rollup");
-      std::string line;
-      while (std::getline(f, line)) {
-        if (line.rfind("Pss:", 0) == 0) total_kib += std::stod(line.substr(4));
-      }
-    }
-    ++counted;
+  std::vector<pid_t> todo = children[::getpid()];
+  while (!todo.empty()) {
+    pid_t pid = todo.back();
+    todo.pop_back();
+    for (pid_t c : children[pid]) todo.push_back(c);
+    std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    for (std::string line; std::getline(f, line);)
+      if (line.rfind("Pss:", 0) == 0) total_kib += std::stod(line.substr(4));
   }
-  state.counters["pss_mib_per_session"] = counted ? total_kib / 1024.0 / counted : 0;
+  state.counters["sessions"] = sessions;
+  state.counters["pss_mib_per_session"] = total_kib / 1024.0 / sessions;
+}
+
+// New namespaces session to its first `1+1` with the python template off, for the ratio
+// against the same with it on: the cost of starting a kernel versus forking one.
+void SessionCreateAndFirstResultNoTemplate(benchmark::State& state, bool preload) {
+  ::setenv("SANDBOX_PYTHON_TEMPLATE", "0", 1);
+  SessionCreateAndFirstResult(state, "namespaces", false, preload);
+  ::unsetenv("SANDBOX_PYTHON_TEMPLATE");
 }
 
 }  // namespace
@@ -124,6 +159,13 @@ BENCHMARK_CAPTURE(SessionCreateAndFirstResult, runsc_cold, std::string("runsc"),
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
 BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_pooled, std::string("namespaces"), true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
-BENCHMARK_CAPTURE(IdleSessionMemory, rlimit, std::string("rlimit"))->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResultNoTemplate, bare, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResult, namespaces_cold_preloaded, std::string("namespaces"), false, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(SessionCreateAndFirstResultNoTemplate, preloaded, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10);
+BENCHMARK_CAPTURE(IdleSessionMemory, rlimit, std::string("rlimit"), 8)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(IdleSessionMemory, namespaces, std::string("namespaces"), 32)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -12,7 +12,8 @@ def _wait_for_process(session, name, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in session.processes():
-            if p.name == name:
+            # The name changes at exec a moment before the new argv shows in cmdline.
+            if p.name == name and p.cmdline:
                 return p
         time.sleep(0.05)
     raise AssertionError(f"no process {name!r}: {session.processes()}")

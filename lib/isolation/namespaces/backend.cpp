@@ -16,13 +16,19 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <optional>
+#include <string_view>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/cgroup.hpp"
 #include "isolation/namespaces/namespaces.hpp"
+#include "isolation/namespaces/template.hpp"
 #include "sandbox/error.hpp"
 #include "sys/fd.hpp"
 
@@ -237,6 +243,15 @@ class NamespacesBackend final : public Backend {
     plan.agent = std::string(runtime_inside) + "/sandbox-agent";
     plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
     plan.env = agent_environment(ns::workspace_inside);
+    // A Python kernel forked from the template, its pipes handed to the agent at clone.
+    std::optional<KernelPipes> kernel;
+    PythonTemplate* tpl = spec.python_kernel ? python_template(spec) : nullptr;
+    if (tpl) {
+      kernel = KernelPipes::make();
+      for (std::size_t i = 0; i < 4; ++i) plan.kernel_fds[i] = kernel->agent[i].get();
+      plan.argv.push_back("--kernel-fds");
+      plan.argv.push_back(std::to_string(agent_kernel_fd));
+    }
     for (auto& a : plan.argv) plan.argv_ptrs.push_back(a.data());
     plan.argv_ptrs.push_back(nullptr);
     for (auto& e : plan.env) plan.env_ptrs.push_back(e.data());
@@ -264,6 +279,7 @@ class NamespacesBackend final : public Backend {
     inst->child_.adopt(pid);
     control_child.reset();
     sync_child.reset();
+    if (kernel) kernel->agent = {};
 
     try {
       user::init_ns_from_parent(pid);
@@ -278,6 +294,8 @@ class NamespacesBackend final : public Backend {
     }
     release(sync_parent.get());
     await_exec(sync_parent.get(), progress);
+    // The agent runs in its finished namespaces now, so the kernel can join them.
+    if (kernel) tpl->fork_into(pid, inst->cgroup_->paths(), plan.rlimits, std::move(kernel->kernel));
 
     inst->control_ = std::move(control_host);
     return inst;
@@ -303,6 +321,24 @@ class NamespacesBackend final : public Backend {
   }
 
  private:
+  // The template for `spec`, started on first use (it imports while this and later
+  // sessions launch) and again if it died, at most once a minute. Null when `spec` asks
+  // for other modules than the running one, or SANDBOX_PYTHON_TEMPLATE=0.
+  PythonTemplate* python_template(const LaunchSpec& spec) {
+    if (const char* v = std::getenv("SANDBOX_PYTHON_TEMPLATE"); v && std::string_view(v) == "0") return nullptr;
+    std::lock_guard lock(template_mutex_);
+    if (template_ && template_->alive()) return template_->serves(spec) ? template_.get() : nullptr;
+    if (template_ && std::chrono::steady_clock::now() - template_->started() < std::chrono::minutes(1))
+      return nullptr;
+    try {
+      template_ = std::make_unique<PythonTemplate>(spec);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "libsandbox: cannot start the python template: %s\n", e.what());
+      return nullptr;
+    }
+    return template_.get();
+  }
+
   static Support run_probe() {
     const auto& h = host();
     if (h.layout.version == 0) return {false, h.layout.reason};
@@ -332,6 +368,8 @@ class NamespacesBackend final : public Backend {
   }
 
   mutable std::once_flag probed_;
+  std::mutex template_mutex_;
+  std::unique_ptr<PythonTemplate> template_;
   mutable Support support_;
 };
 

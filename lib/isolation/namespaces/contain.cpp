@@ -42,13 +42,19 @@ void at(const ChildPlan& plan, Step step) {
 }  // namespace
 
 // stdio on /dev/null, the control socket at fd 3, the sync socket kept (close-on-exec, so
-// exec success shows as EOF in the parent), everything else closed.
+// exec success shows as EOF in the parent), a template kernel's pipes at 5-8 when there is
+// one, everything else closed.
 bool keep_only_fds(ChildPlan& plan) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return false;
+  // Everything lifted above 10 first, so that placing one cannot clobber another.
   int control = ::fcntl(plan.control_fd, F_DUPFD_CLOEXEC, 10);
   int sync = ::fcntl(plan.sync_fd, F_DUPFD_CLOEXEC, 10);
   if (control < 0 || sync < 0) return false;
+  int kernel[4];
+  const bool with_kernel = plan.kernel_fds[0] >= 0;
+  for (int i = 0; with_kernel && i < 4; ++i)
+    if ((kernel[i] = ::fcntl(plan.kernel_fds[i], F_DUPFD_CLOEXEC, 10)) < 0) return false;
   for (int fd = 0; fd <= 2; ++fd)
     if (::dup2(null, fd) < 0) return false;
   if (::dup2(control, agent_control_fd) < 0) return false;  // dup2 clears close-on-exec
@@ -56,7 +62,12 @@ bool keep_only_fds(ChildPlan& plan) {
   if (::dup3(sync, sync_at, O_CLOEXEC) < 0) return false;
   plan.sync_fd = sync_at;
   plan.control_fd = agent_control_fd;
-  return ::syscall(SYS_close_range, sync_at + 1, ~0u, 0) == 0;
+  int last = sync_at;
+  for (int i = 0; with_kernel && i < 4; ++i) {
+    if (::dup2(kernel[i], agent_kernel_fd + i) < 0) return false;
+    last = agent_kernel_fd + i;
+  }
+  return ::syscall(SYS_close_range, last + 1, ~0u, 0) == 0;
 }
 
 int contain(void* arg) {

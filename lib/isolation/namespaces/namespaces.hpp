@@ -37,6 +37,8 @@ inline constexpr const char* runtime_inside = "/opt/sandbox";
 inline constexpr const char* hostname = "sandbox";
 // The control socket's fd number in the agent (argv says so too).
 inline constexpr int agent_control_fd = 3;
+// Where the agent finds a template-forked Python kernel's four pipes (--kernel-fds).
+inline constexpr int agent_kernel_fd = 5;
 
 // One step of building the new root, executed in order by the child.
 struct MountStep {
@@ -94,6 +96,7 @@ struct ChildPlan {
   Progress* progress = nullptr;  // shared with the parent
   int sync_fd = -1;     // child end of the sync socketpair
   int control_fd = -1;  // child end of the control socketpair
+  int kernel_fds[4] = {-1, -1, -1, -1};  // the agent's ends of a template kernel's pipes
 
   std::string new_root;             // host dir the tmpfs root is mounted on (private ns)
   std::vector<MountStep> mounts;    // the new root, in order
@@ -133,7 +136,7 @@ namespace cgroup { bool init_ns(); }                               // new cgroup
 namespace capabilities { bool drop(int cap_last); }
 namespace rlimits { bool apply(const std::vector<Rlimit>& limits); }
 namespace seccomp { bool load(const std::vector<sock_filter>& filter); }
-bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, the rest closed
+bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 5-8
 
 // ---- parent side ----
 namespace user {

@@ -1,0 +1,179 @@
+// The Python template's host side: starting it, and asking it for a session's kernel
+// (see template.hpp; the child half is template/module.cpp).
+//
+// Requests go over a SOCK_SEQPACKET pair, one message each: JSON with the cgroup dirs,
+// rlimits and ids, and as SCM_RIGHTS the seven namespace fds of the session's agent
+// followed by the kernel's four pipe ends. The template never answers; the kernel itself
+// says "ready" to the agent.
+#include "isolation/namespaces/template.hpp"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "sandbox/error.hpp"
+#include "sys/cstrings.hpp"
+
+namespace sandbox::isolation::ns {
+namespace {
+namespace fs = std::filesystem;
+
+// The order template/module.cpp joins them in.
+constexpr const char* ns_names[] = {"user", "mnt", "ipc", "uts", "net", "cgroup", "pid"};
+constexpr int template_socket_fd = 3;
+
+std::string key_of(const LaunchSpec& spec) {
+  std::string key = spec.interpreters.python.string() + '\n' + spec.runtime_dir.string();
+  for (const auto& m : spec.preload) key += '\n' + m;
+  return key;
+}
+
+void set_nonblocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw_syscall("fcntl", errno, "O_NONBLOCK");
+}
+
+}  // namespace
+
+KernelPipes KernelPipes::make() {
+  KernelPipes p;
+  // stdout, stderr and replies flow to the agent; requests flow to the kernel.
+  const bool agent_reads[4] = {true, true, false, true};
+  for (std::size_t i = 0; i < 4; ++i) {
+    int fds[2];
+    sys::check(::pipe2(fds, O_CLOEXEC), "pipe2", "kernel pipes");
+    sys::UniqueFd r(fds[0]), w(fds[1]);
+    if (agent_reads[i]) {
+      p.agent[i] = std::move(r);
+      p.kernel[i] = std::move(w);
+    } else {
+      p.agent[i] = std::move(w);
+      p.kernel[i] = std::move(r);
+    }
+    set_nonblocking(p.agent[i].get());
+  }
+  return p;
+}
+
+PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
+  int sv[2];
+  sys::check(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), "socketpair", "template");
+  sock_.reset(sv[0]);
+  sys::UniqueFd theirs(sv[1]);
+
+  std::vector<std::string> argv = {spec.interpreters.python.string(), "-u",
+                                   (spec.runtime_dir / "kernel.py").string(), "--template"};
+  if (!spec.preload.empty()) {
+    std::string joined;
+    for (const auto& m : spec.preload) joined += (joined.empty() ? "" : ",") + m;
+    argv.push_back("--preload");
+    argv.push_back(joined);
+  }
+  // The sessions' environment (the kernels inherit it), except that the template reads
+  // matplotlib's font list from the runtime's prebuilt cache rather than a session's /tmp.
+  std::vector<std::string> env;
+  for (auto& e : agent_environment(workspace_inside)) {
+    if (e.rfind("MPLCONFIGDIR=", 0) == 0) e = "MPLCONFIGDIR=" + (spec.runtime_dir / "mplcache").string();
+    env.push_back(std::move(e));
+  }
+  sys::CStrings args(std::move(argv)), envp(std::move(env));
+  sys::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null) throw_syscall("open", errno, "/dev/null");
+  const int theirs_fd = theirs.get(), null_fd = null.get();
+
+  pid_t pid = ::fork();
+  if (pid < 0) throw_syscall("fork", errno, "python template");
+  if (pid == 0) {
+    // Its own process group: a Ctrl-C meant for the server is not its business; it ends
+    // when its socket does.
+    ::setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int sock = ::fcntl(theirs_fd, F_DUPFD, 10);
+    if (sock < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(null_fd, 1) < 0 ||
+        ::dup2(sock, template_socket_fd) < 0)
+      ::_exit(126);
+    // fd 2 stays the server's: a template that cannot start says why there.
+    ::syscall(SYS_close_range, template_socket_fd + 1u, ~0u, 0u);
+    ::chdir("/");
+    ::execve(args.ptrs[0], args.ptrs.data(), envp.ptrs.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+  started_ = std::chrono::steady_clock::now();
+}
+
+PythonTemplate::~PythonTemplate() {
+  sock_.reset();
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+bool PythonTemplate::serves(const LaunchSpec& spec) const { return key_ == key_of(spec); }
+
+bool PythonTemplate::alive() {
+  if (pid_ <= 0) return false;
+  int status;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  if (r == pid_) {
+    std::fprintf(stderr, "libsandbox: the python template exited (%s %d); sessions start their own kernels\n",
+                 WIFSIGNALED(status) ? "signal" : "code", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    pid_ = -1;
+  }
+  return false;
+}
+
+bool PythonTemplate::fork_into(pid_t agent_pid, const std::vector<fs::path>& cgroup_dirs,
+                               const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> kernel) {
+  std::vector<sys::UniqueFd> held;
+  for (const char* name : ns_names) {
+    const std::string path = "/proc/" + std::to_string(agent_pid) + "/ns/" + name;
+    sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return false;  // the agent is already gone
+    held.push_back(std::move(fd));
+  }
+  nlohmann::json req{{"uid", inside_uid}, {"gid", inside_gid}, {"workspace", workspace_inside}};
+  req["cgroups"] = nlohmann::json::array();
+  for (const auto& d : cgroup_dirs) req["cgroups"].push_back(d.string());
+  req["rlimits"] = nlohmann::json::array();
+  for (const auto& l : rlimits) req["rlimits"].push_back({l.resource, l.value});
+  const std::string body = req.dump();
+
+  int fds[11];
+  for (std::size_t i = 0; i < 7; ++i) fds[i] = held[i].get();
+  for (std::size_t i = 0; i < 4; ++i) fds[7 + i] = kernel[i].get();
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
+  iovec iov{const_cast<char*>(body.data()), body.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof fds);
+  std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+  ssize_t n;
+  while ((n = ::sendmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  // Our copies close here either way: the template holds its own now, or nobody does and
+  // the agent sees EOF.
+  return n == static_cast<ssize_t>(body.size());
+}
+
+}  // namespace sandbox::isolation::ns

@@ -1,0 +1,206 @@
+// The Python template on the namespaces backend: a session's kernel is forked from one
+// warm host process, and must still be walled in exactly like the session's agent.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "isolation/backends.hpp"
+#include "sandbox/sandbox.hpp"
+
+namespace fs = std::filesystem;
+using namespace sandbox;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// "key=value" lines printed by the code, as a map.
+std::map<std::string, std::string> fields(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+// Host pids of the forks (kernels) of this process's template, found by their parent.
+std::set<pid_t> template_kernels() {
+  std::set<pid_t> templates, kernels;
+  std::map<pid_t, pid_t> parent;
+  for (auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    std::string cmd = slurp(e.path() / "cmdline");
+    for (auto& c : cmd)
+      if (c == '\0') c = ' ';
+    if (cmd.find("kernel.py --template") == std::string::npos) continue;
+    std::string stat = slurp(e.path() / "stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    parent[pid] = ppid;
+  }
+  for (auto& [pid, ppid] : parent)
+    if (ppid == ::getpid()) templates.insert(pid);
+  for (auto& [pid, ppid] : parent)
+    if (templates.count(ppid)) kernels.insert(pid);
+  return kernels;
+}
+
+std::uint64_t shared_dirty_kib(pid_t pid) {
+  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/smaps_rollup"));
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("Shared_Dirty:", 0) == 0) return std::stoull(line.substr(13));
+  return 0;
+}
+
+class TemplateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto backend = isolation::make_namespaces_backend();
+    auto support = backend->probe();
+    if (!support.available) GTEST_SKIP() << "namespaces backend unavailable: " << support.reason;
+    const char* env = std::getenv("SANDBOX_RUNTIME_DIR");
+    if (!env || !fs::exists(fs::path(env) / "_sandbox_template.so"))
+      GTEST_SKIP() << "the runtime has no _sandbox_template module (built without python3-dev)";
+    // Nothing of the server's environment may reach a kernel, template or not.
+    ::setenv("SANDBOX_TEST_CANARY", "leaked", 1);
+    Options o;
+    o.isolation = "namespaces";
+    o.limits.timeout = 20s;
+    o.preload = {"numpy"};
+    sb_ = std::make_unique<Sandbox>(o);
+  }
+  std::unique_ptr<Sandbox> sb_;
+};
+
+constexpr const char* kReport = R"(import os, sys, socket
+st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"):
+    print(k + "=" + st[k].strip())
+print("pid=%d" % os.getpid())
+print("ppid=%d" % os.getppid())
+print("ids=%d,%d,%s" % (os.getuid(), os.getgid(), os.getgroups()))
+print("cwd=" + os.getcwd())
+print("host=" + socket.gethostname())
+print("net=" + ",".join(n for _, n in socket.if_nameindex()))
+print("init=" + open("/proc/1/cmdline").read().split("\0")[0])
+print("cgroup=" + ";".join(l.split(":", 2)[2] for l in open("/proc/self/cgroup").read().splitlines()))
+print("fds=" + ",".join(sorted(os.listdir("/proc/self/fd"), key=int)))
+print("canary=" + str("SANDBOX_TEST_CANARY" in os.environ))
+print("home=" + os.environ.get("HOME", ""))
+print("numpy=" + str("numpy" in sys.modules))
+)";
+
+}  // namespace
+
+TEST_F(TemplateTest, ForkedKernelIsWalledInLikeTheAgent) {
+  auto s = sb_->create_session({});
+  Result r = s->run({.code = kReport});
+  ASSERT_EQ(r.status, Status::finished) << to_json(r);
+  auto f = fields(r.stdout_text);
+  // Its parent is outside the pid namespace: the template, not the agent.
+  EXPECT_EQ(f["ppid"], "0") << "the kernel was not forked from the template:\n" << r.stdout_text;
+  EXPECT_EQ(f["numpy"], "True") << "the template's preloaded modules come with the fork";
+  EXPECT_EQ(f["init"], "/opt/sandbox/sandbox-agent") << "same pid namespace as the agent";
+  for (const char* cap : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    EXPECT_EQ(f[cap], "0000000000000000") << cap;
+  EXPECT_EQ(f["NoNewPrivs"], "1");
+  EXPECT_EQ(f["Seccomp"], "2");
+  EXPECT_EQ(f["ids"], "1000,1000,[]");
+  EXPECT_EQ(f["cwd"], "/workspace");
+  EXPECT_EQ(f["host"], "sandbox");
+  EXPECT_EQ(f["net"], "lo");
+  // Inside the session's cgroup namespace, at its root, on every hierarchy.
+  EXPECT_EQ(f["cgroup"].find("libsandbox"), std::string::npos) << f["cgroup"];
+  // stdin, stdout, stderr, the listing's own fd, and the kernel's four hidden ones.
+  EXPECT_EQ(f["fds"].substr(0, 6), "0,1,2,") << f["fds"];
+  std::istringstream fds(f["fds"]);
+  int count = 0;
+  for (std::string fd; std::getline(fds, fd, ',');) ++count;
+  EXPECT_LE(count, 8) << "fds of the template leaked into the kernel: " << f["fds"];
+  EXPECT_EQ(f["canary"], "False");
+  EXPECT_EQ(f["home"], "/workspace");
+  // Writes land in the session's walls: read-only root, the workspace quota's tmpfs.
+  r = s->run({.code = "open('/usr/x', 'w')"});
+  EXPECT_EQ(r.status, Status::failed);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->name, "OSError") << to_json(r);
+  r = s->run({.code = "open('made-by-kernel', 'w').write('x')"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  struct stat st {};
+  ASSERT_EQ(::stat((s->workspace() / "made-by-kernel").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 101000u) << "written as the session's unprivileged uid";
+}
+
+TEST_F(TemplateTest, PagesAreSharedAndEachSessionHasItsOwnRandomState) {
+  auto a = sb_->create_session({});
+  auto b = sb_->create_session({});
+  const char* code = "import random, numpy\n(random.random(), float(numpy.random.rand()))";
+  Result ra = a->run({.code = code});
+  Result rb = b->run({.code = code});
+  ASSERT_EQ(ra.status, Status::finished) << to_json(ra);
+  ASSERT_EQ(rb.status, Status::finished) << to_json(rb);
+  EXPECT_NE(ra.result, rb.result) << "two sessions forked from one template share a random state";
+  auto kernels = template_kernels();
+  ASSERT_GE(kernels.size(), 2u);
+  // numpy's pages came from the template and stay shared until written.
+  for (pid_t k : kernels) EXPECT_GT(shared_dirty_kib(k), 4096u) << "kernel " << k;
+}
+
+TEST_F(TemplateTest, KilledKernelIsReplacedAndNothingOutlivesTheSession) {
+  auto s = sb_->create_session({});
+  Result r = s->run({.code = "import os\nos.getppid()"});
+  ASSERT_EQ(r.result, "0") << to_json(r);
+  auto forked = template_kernels();
+  ASSERT_FALSE(forked.empty());
+  // The session lists and can kill its forked kernel like any of its processes.
+  int kernel_pid = 0;
+  for (const auto& p : s->processes())
+    if (p.cmdline.find("kernel.py") != std::string::npos) kernel_pid = p.pid;
+  ASSERT_GT(kernel_pid, 0);
+  s->kill(kernel_pid);
+  r = s->run({.code = "1+1"});
+  if (r.status == Status::failed) r = s->run({.code = "1+1"});  // the kill may race the next run
+  EXPECT_EQ(r.result, "2") << to_json(r);
+  // Kill from the inside too: the agent's own kernel takes over.
+  r = s->run({.code = "import os\nos._exit(3)"});
+  EXPECT_EQ(r.status, Status::failed);
+  r = s->run({.code = "x = 5\nx"});
+  EXPECT_EQ(r.result, "5") << to_json(r);
+  s->close();
+  sb_.reset();
+  // Every fork is gone, reaped rather than left a zombie.
+  for (pid_t pid : forked) {
+    bool gone = false;
+    for (int i = 0; i < 50 && !gone; ++i) {
+      gone = ::kill(pid, 0) != 0;
+      if (!gone) std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(gone) << "forked kernel " << pid << " outlived its session";
+  }
+}
