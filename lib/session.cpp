@@ -192,6 +192,7 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f) {
     auto it = running_.find(f.id);
     if (it == running_.end()) return;
     ex = it->second.exec;
+    if (f.type == Type::started) arm_backstop(it->second);
     if (f.type == Type::done) {
       done_entry = std::move(it->second);
       running_.erase(it);
@@ -328,6 +329,23 @@ void SessionImpl::kill(int pid, int signal) {
   }
 }
 
+// The agent enforces the timeout; this backstop restarts the session if the agent does not.
+// It counts from STARTED: a run may wait behind others of its language, or for its kernel.
+void SessionImpl::arm_backstop(Running& r) {
+  if (r.backstop) return;
+  r.backstop = std::make_shared<asio::steady_timer>(ctx_.io, r.timeout + 5s);
+  std::weak_ptr<ExecutionImpl> weak_ex = r.exec;
+  std::weak_ptr<Agent> weak_agent = r.agent;
+  r.backstop->async_wait([weak_ex, weak_agent](boost::system::error_code ec) {
+    if (ec) return;
+    auto e = weak_ex.lock();
+    auto ag = weak_agent.lock();
+    if (!e || e->done() || !ag) return;
+    e->fail(Status::timeout, Termination::timeout, "the agent did not stop the execution; session restarted");
+    ag->terminate();
+  });
+}
+
 std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   check_open();
   touch();
@@ -354,19 +372,8 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   }
   entry.exec = ex;
   entry.usage_before = a->usage();
-  // The agent enforces the timeout; this backstop restarts the session if the agent does not.
-  entry.backstop = std::make_shared<asio::steady_timer>(ctx_.io, timeout + 5s);
-  std::weak_ptr<SessionImpl> weak = weak_from_this();
-  std::weak_ptr<ExecutionImpl> weak_ex = ex;
-  std::weak_ptr<Agent> weak_agent = a;
-  entry.backstop->async_wait([weak, weak_ex, weak_agent](boost::system::error_code ec) {
-    if (ec) return;
-    auto e = weak_ex.lock();
-    auto ag = weak_agent.lock();
-    if (!e || e->done() || !ag) return;
-    e->fail(Status::timeout, Termination::timeout, "the agent did not stop the execution; session restarted");
-    ag->terminate();
-  });
+  entry.timeout = timeout;
+  entry.agent = a;
   {
     std::lock_guard lock(mutex_);
     running_.emplace(wire, std::move(entry));

@@ -59,9 +59,12 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   struct Agent;  // one launched instance and its channel
   struct Running {
     std::shared_ptr<ExecutionImpl> exec;
-    std::shared_ptr<boost::asio::steady_timer> backstop;
+    std::shared_ptr<boost::asio::steady_timer> backstop;  // armed at STARTED
+    std::chrono::milliseconds timeout{0};
+    std::weak_ptr<Agent> agent;
     isolation::Usage usage_before;
   };
+  void arm_backstop(Running& r);
   void touch();
   void check_open() const;
   std::shared_ptr<Agent> agent();  // launches again if the previous agent died

@@ -265,3 +265,16 @@ TEST(ErrorTest, VocabularyRoundTrips) {
   EXPECT_EQ(from_errno(ENOENT), errc::not_found);
   EXPECT_EQ(from_errno(ENOSPC), errc::resource_exhausted);
 }
+
+TEST_F(SessionTest, QueuedRunsTimeoutCountsFromItsStartNotItsSubmission) {
+  // The second run waits ~7 s behind the first; its own 1 s limit (and the host's backstop
+  // of limit + 5 s) must count from when it starts, or it would be cut while still queued.
+  auto first = s->start({.code = "import time\ntime.sleep(7)\n'slept'", .timeout = 10s});
+  auto second = s->start({.code = "1+1", .timeout = 1s});
+  Result r2 = second->wait();
+  Result r1 = first->wait();
+  EXPECT_EQ(r1.status, Status::finished) << to_json(r1);
+  EXPECT_EQ(r1.result, "'slept'");
+  EXPECT_EQ(r2.status, Status::finished) << to_json(r2);
+  EXPECT_EQ(r2.result, "2");
+}
