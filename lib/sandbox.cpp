@@ -109,6 +109,10 @@ void Sandbox::Impl::fill_pool() {
   while (!stopping) {
     pool_cv.wait(lock, [&] { return stopping || pool.size() < options.warm_pool; });
     if (stopping) break;
+    // Refilling is background work: let the request that just took a session finish first
+    // (a launch clones the server, briefly holding its address space against page faults).
+    if (!pool.empty()) pool_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping; });
+    if (stopping) break;
     lock.unlock();
     std::shared_ptr<SessionImpl> s;
     try {
