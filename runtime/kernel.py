@@ -24,6 +24,11 @@ import traceback
 import types
 
 CELL = "<cell>"
+# The channel's own references: user code that monkeypatches json, struct or os (they are
+# the same module objects it imports) must not break how the kernel answers.
+_dumps, _loads = json.dumps, json.loads
+_pack, _unpack = struct.pack, struct.unpack
+_read, _write = os.read, os.write
 
 # The control channel on high, close-on-exec fds: user code that closes or reuses 3/4
 # (or spawns children) does not cut the kernel off from the agent.
@@ -64,7 +69,7 @@ def _read_exact(n):
     chunks = []
     while n:
         try:
-            b = os.read(REQ_FD, n)
+            b = _read(REQ_FD, n)
         except InterruptedError:
             continue
         if not b:
@@ -78,18 +83,18 @@ def receive():
     head = _read_exact(4)
     if head is None:
         return None
-    (length,) = struct.unpack("<I", head)
+    (length,) = _unpack("<I", head)
     body = _read_exact(length)
-    return None if body is None else json.loads(body)
+    return None if body is None else _loads(body)
 
 
 def reply(obj):
-    data = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "replace")
-    buf = struct.pack("<I", len(data)) + data
+    data = _dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "replace")
+    buf = _pack("<I", len(data)) + data
     try:
         view = memoryview(buf)
         while view:
-            n = os.write(REP_FD, view)
+            n = _write(REP_FD, view)
             view = view[n:]
     except OSError:
         os._exit(70)  # the agent cannot hear us any more; dying tells it so

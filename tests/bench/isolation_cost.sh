@@ -27,4 +27,4 @@ if command -v runsc >/dev/null; then
 fi
 echo "libsandbox (median of 5 repetitions):"
 "$build/tests/bench/bench_session" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
-  --benchmark_filter='SessionCreate|WarmExecution/(rlimit|namespaces|runsc)_python' 2>/dev/null | grep -E 'median|Benchmark'
+  --benchmark_filter='SessionCreate|WarmExecution/(rlimit|namespaces|runsc)_python|IdleSessionMemory' 2>/dev/null | grep -E 'median|Benchmark'

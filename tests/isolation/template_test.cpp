@@ -204,3 +204,24 @@ TEST_F(TemplateTest, KilledKernelIsReplacedAndNothingOutlivesTheSession) {
     EXPECT_TRUE(gone) << "forked kernel " << pid << " outlived its session";
   }
 }
+
+TEST_F(TemplateTest, ForksShareNothingTheyChange) {
+  // A changes its globals, modules both got from the template (json is the kernel's own
+  // channel too: A must still get its answer), a file and a process; B, forked later from
+  // the same template, sees none of it.
+  auto a = sb_->create_session({});
+  Result r = a->run({.code = "import json, subprocess\n"
+                             "secret = 'A-secret'\n"
+                             "json.planted = 'by A'\n"
+                             "json.dumps = lambda *a, **k: 'hijacked'\n"
+                             "open('a-only', 'w').write('A')\n"
+                             "p = subprocess.Popen(['sleep', '30'])\n"
+                             "p.pid"});
+  ASSERT_EQ(r.status, Status::finished) << to_json(r);
+  auto b = sb_->create_session({});
+  r = b->run({.code = "import json, os\n"
+                      "(globals().get('secret'), getattr(json, 'planted', None), json.dumps(1),\n"
+                      " os.path.exists('a-only'), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"});
+  ASSERT_EQ(r.status, Status::finished) << to_json(r);
+  EXPECT_EQ(r.result, "(None, None, '1', False, [1, 2])") << "B saw A's state, files or processes";
+}
