@@ -183,6 +183,21 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f) {
       }
       return;
     }
+    case Type::need_kernel: {
+      // Its forked kernel died: fork another from the backend's template, or tell the
+      // agent to start its own.
+      std::vector<sys::UniqueFd> held;
+      for (int fd : a->instance->fork_python_kernel()) held.emplace_back(fd);
+      std::vector<int> fds;
+      for (auto& fd : held) fds.push_back(fd.get());
+      try {
+        if (fds.size() == 4) a->channel->send_with_fds(Type::kernel, 0, R"({"lang":"python"})", fds);
+        else a->channel->send(Type::kernel, 0, R"({"error":"no template kernel"})");
+      } catch (const Error&) {
+        // The agent is gone; on_agent_lost follows.
+      }
+      return;
+    }
     default: break;
   }
   std::shared_ptr<ExecutionImpl> ex;

@@ -85,6 +85,10 @@ class Instance {
   virtual Usage usage() const { return {}; }
   // Kills every process of the session now; idempotent and safe from any thread.
   virtual void terminate() = 0;
+  // Another Python kernel forked from the backend's template into this session, for an
+  // agent whose first one died: the agent's ends of its four pipes (stdout, stderr,
+  // requests, replies), owned by the caller. Empty where the backend has no template.
+  virtual std::vector<int> fork_python_kernel() { return {}; }
 };
 
 class Backend {

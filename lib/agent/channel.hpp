@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "agent/protocol.hpp"
 
@@ -25,6 +26,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void start(FrameHandler on_frame, CloseHandler on_close);
   // Writes one frame whole; throws unavailable if the agent is gone.
   void send(Type type, std::uint32_t id, std::string_view payload);
+  // The same, with `fds` passed to the agent (SCM_RIGHTS on the frame's first bytes). The
+  // caller keeps its copies.
+  void send_with_fds(Type type, std::uint32_t id, std::string_view payload, const std::vector<int>& fds);
   void close();
 
  private:

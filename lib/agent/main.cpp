@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -53,6 +54,7 @@ constexpr const char* kVersion = "0.1.0";
 constexpr std::size_t kDefaultCap = 1u << 20;
 constexpr std::int64_t kDefaultTimeoutMs = 10'000;
 constexpr auto kKernelBootLimit = std::chrono::seconds(60);
+constexpr auto kKernelRequestLimit = std::chrono::seconds(10);  // the host's KERNEL answer
 constexpr std::size_t kControlHighWater = 8u << 20;  // queued frames before we block on the host
 constexpr const char* kLostState = "kernel restarted: previous state lost";
 
@@ -166,6 +168,7 @@ struct Kernel {
   Lang lang = Lang::python;
   bool oneshot = false;  // serves one `fresh` execution, then dies
   bool adopted = false;  // forked in by the host (not our child): no SIGCHLD, pid from "ready"
+  bool requested = false;  // adopted, asked for with NEED_KERNEL, its pipes not here yet
   pid_t pid = -1;
   UniqueFd out, err, req, rep;
   std::uint64_t out_tok = 0, err_tok = 0, req_tok = 0, rep_tok = 0;
@@ -224,7 +227,10 @@ class Agent {
 
   // kernels
   Kernel* start_kernel(Lang lang, bool oneshot);
-  void adopt_kernel(int first_fd);
+  void new_kernel(Lang lang);  // the host's template's when it has one, else our own
+  void request_kernel();
+  void adopt_kernel(Kernel& k, const int fds[4]);
+  void on_kernel_frame(const std::string& payload);
   void pump_queue(Lang lang);
   void send_request(Kernel& k, Execution& e);
   void on_kernel_reply(Kernel& k);
@@ -260,6 +266,10 @@ class Agent {
   std::unordered_map<pid_t, std::uint32_t> shell_pids_;
   std::unordered_map<pid_t, Kernel*> kernel_pids_;
   std::optional<Clock::time_point> armed_;
+  // The host forks Python kernels from its template (we were given one at start); turned
+  // off when one fails to arrive, so that a broken template costs one fallback, not a loop.
+  bool ask_host_ = false;
+  std::deque<int> passed_fds_;  // SCM_RIGHTS received with KERNEL frames, in order
 };
 
 // ---------------------------------------------------------------- loop plumbing
@@ -361,10 +371,19 @@ int Agent::run() {
 
   send(Type::hello, 0, json{{"pid", ::getpid()}, {"version", kVersion}}.dump());
   flush_control(false);
-  if (opts_.kernel_fd >= 0) adopt_kernel(opts_.kernel_fd);
+  if (opts_.kernel_fd >= 0) {
+    ask_host_ = true;
+    auto k = std::make_unique<Kernel>();
+    k->lang = Lang::python;
+    k->adopted = true;
+    Kernel& raw = *k;
+    kernel_[static_cast<int>(Lang::python)] = std::move(k);
+    const int fds[4] = {opts_.kernel_fd, opts_.kernel_fd + 1, opts_.kernel_fd + 2, opts_.kernel_fd + 3};
+    adopt_kernel(raw, fds);
+  }
   if (opts_.warm) {
     try {
-      if (*opts_.warm != Lang::shell) start_kernel(*opts_.warm, false);
+      if (*opts_.warm != Lang::shell && !kernel_[static_cast<int>(*opts_.warm)]) new_kernel(*opts_.warm);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "sandbox-agent: warm: %s\n", e.what());
     }
@@ -433,7 +452,29 @@ void Agent::dispatch(std::uint64_t tok, std::uint32_t events) {
 void Agent::on_control() {
   char buf[65536];
   for (;;) {
-    ssize_t n = ::read(control_, buf, sizeof buf);
+    ssize_t n;
+    if (opts_.kernel_fd >= 0) {
+      // KERNEL frames carry fds: keep them in arrival order for on_kernel_frame().
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+      iovec iov{buf, sizeof buf};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = cbuf;
+      msg.msg_controllen = sizeof cbuf;
+      n = ::recvmsg(control_, &msg, MSG_CMSG_CLOEXEC);
+      for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          passed_fds_.push_back(fd);
+        }
+      }
+    } else {
+      n = ::read(control_, buf, sizeof buf);
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) {  // EOF or error: the host is gone
@@ -464,9 +505,10 @@ void Agent::on_frame(const Frame& f) {
       auto j = json::parse(f.payload, nullptr, false);
       std::string l = j.is_object() ? j.value("lang", "") : "";
       auto lang = parse_lang(l);
-      if (lang && *lang != Lang::shell && !kernel_[static_cast<int>(*lang)]) start_kernel(*lang, false);
+      if (lang && *lang != Lang::shell && !kernel_[static_cast<int>(*lang)]) new_kernel(*lang);
       break;
     }
+    case Type::kernel: on_kernel_frame(f.payload); break;
     case Type::shutdown: quit_ = true; break;
     default: break;  // unknown frames are ignored: newer hosts may send more
   }
@@ -796,29 +838,59 @@ Kernel* Agent::start_kernel(Lang lang, bool oneshot) {
   return raw;
 }
 
-// The host forked a warm Python kernel into our namespaces (lib/isolation/namespaces/
-// template.hpp) and handed us its pipes. It is not our child: it tells its pid in "ready",
-// and its death shows as EOF on the replies. If it never becomes ready, the queue falls
-// back to a kernel of our own.
-void Agent::adopt_kernel(int first_fd) {
+// The host forks warm Python kernels into our namespaces (lib/isolation/namespaces/
+// template.hpp) and hands us their pipes: the first at start (--kernel-fds), later ones on
+// NEED_KERNEL. Such a kernel is not our child: it tells its pid in "ready", and its death
+// shows as EOF on the replies. One that never becomes ready makes us start our own.
+void Agent::new_kernel(Lang lang) {
+  if (lang == Lang::python && ask_host_) request_kernel();
+  else start_kernel(lang, false);
+}
+
+void Agent::request_kernel() {
   auto k = std::make_unique<Kernel>();
   k->lang = Lang::python;
   k->adopted = true;
-  k->out = UniqueFd(first_fd);
-  k->err = UniqueFd(first_fd + 1);
-  k->req = UniqueFd(first_fd + 2);
-  k->rep = UniqueFd(first_fd + 3);
-  for (int fd = first_fd; fd < first_fd + 4; ++fd) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    set_nonblocking(fd);
-  }
-  k->boot_deadline = Clock::now() + kKernelBootLimit;
-  Kernel* raw = k.get();
-  raw->out_tok = watch(raw->out.get(), EPOLLIN, {Kind::kernel_out, -1, 1, 0, raw});
-  raw->err_tok = watch(raw->err.get(), EPOLLIN, {Kind::kernel_out, -1, 2, 0, raw});
-  raw->rep_tok = watch(raw->rep.get(), EPOLLIN, {Kind::kernel_rep, -1, 0, 0, raw});
+  k->requested = true;
+  k->boot_deadline = Clock::now() + kKernelRequestLimit;
   kernel_[static_cast<int>(Lang::python)] = std::move(k);
+  send(Type::need_kernel, 0, R"({"lang":"python"})");
   rearm();
+}
+
+void Agent::adopt_kernel(Kernel& k, const int fds[4]) {
+  k.requested = false;
+  k.out = UniqueFd(fds[0]);
+  k.err = UniqueFd(fds[1]);
+  k.req = UniqueFd(fds[2]);
+  k.rep = UniqueFd(fds[3]);
+  for (int i = 0; i < 4; ++i) {
+    ::fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    set_nonblocking(fds[i]);
+  }
+  k.boot_deadline = Clock::now() + kKernelBootLimit;
+  k.out_tok = watch(k.out.get(), EPOLLIN, {Kind::kernel_out, -1, 1, 0, &k});
+  k.err_tok = watch(k.err.get(), EPOLLIN, {Kind::kernel_out, -1, 2, 0, &k});
+  k.rep_tok = watch(k.rep.get(), EPOLLIN, {Kind::kernel_rep, -1, 0, 0, &k});
+  rearm();
+}
+
+void Agent::on_kernel_frame(const std::string& payload) {
+  json j = json::parse(payload, nullptr, false);
+  const bool offered = j.is_object() && !j.contains("error") && passed_fds_.size() >= 4;
+  int fds[4] = {-1, -1, -1, -1};
+  for (int i = 0; offered && i < 4; ++i) {
+    fds[i] = passed_fds_.front();
+    passed_fds_.pop_front();
+  }
+  Kernel* k = kernel_[static_cast<int>(Lang::python)].get();
+  if (!k || !k->requested) {  // nobody waits for it (any more)
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+    return;
+  }
+  if (!offered) return kernel_lost(*k, "the host could not fork a kernel");
+  adopt_kernel(*k, fds);
 }
 
 void Agent::pump_queue(Lang lang) {
@@ -827,7 +899,7 @@ void Agent::pump_queue(Lang lang) {
     auto& k = kernel_[static_cast<int>(lang)];
     if (!k) {
       try {
-        start_kernel(lang, false);
+        new_kernel(lang);
       } catch (const std::exception& err) {
         std::uint32_t id = q.front();
         q.pop_front();
@@ -968,9 +1040,10 @@ void Agent::handle_kernel_message(Kernel& k, const std::string& body) {
 void Agent::kernel_lost(Kernel& k, const std::string& why) {
   drain_kernel(k);
   if (k.adopted && !k.ready) {
-    // The host's kernel never arrived: nothing was lost, start our own.
+    // The host's kernel never arrived: nothing was lost, start our own (and stop asking).
     std::fprintf(stderr, "sandbox-agent: the forked python kernel did not start (%s): %s\n", why.c_str(),
                  k.boot_stderr.c_str());
+    ask_host_ = false;
     destroy_kernel(k);
     pump_queue(Lang::python);
     return;

@@ -12,6 +12,8 @@
 //   KILL id {pid, signal} -> REPLY id {ok|error}        error, truncated, cpu_ms, peak_rss,
 //   WARM 0 {lang}                                        duration_ms, termination, note}
 //   SHUTDOWN 0 {}                               REPLY id <json>
+//   KERNEL 0 {lang} + 4 fds (SCM_RIGHTS)        NEED_KERNEL 0 {lang}
+//     (or {error} without fds)                    (its forked kernel died: another, please)
 // Executions of one kernel language run one at a time in RUN order; shell runs at once.
 // The agent enforces each execution's timeout from the moment it starts (STARTED); the host
 // keeps a backstop that tears the instance down if the agent stops answering.
@@ -33,12 +35,14 @@ enum class Type : std::uint8_t {
   kill = 4,
   warm = 5,
   shutdown = 6,
+  kernel = 7,  // a kernel's pipes, forked in by the host, as SCM_RIGHTS on this frame
   // agent -> host
   hello = 64,
   started = 65,
   output = 66,
   done = 67,
   reply = 68,
+  need_kernel = 69,
 };
 
 inline constexpr std::size_t header_size = 12;

@@ -172,26 +172,31 @@ TEST_F(TemplateTest, PagesAreSharedAndEachSessionHasItsOwnRandomState) {
   for (pid_t k : kernels) EXPECT_GT(shared_dirty_kib(k), 4096u) << "kernel " << k;
 }
 
-TEST_F(TemplateTest, KilledKernelIsReplacedAndNothingOutlivesTheSession) {
+TEST_F(TemplateTest, DeadKernelsAreForkedAgainAndNothingOutlivesTheSession) {
   auto s = sb_->create_session({});
-  Result r = s->run({.code = "import os\nos.getppid()"});
-  ASSERT_EQ(r.result, "0") << to_json(r);
-  auto forked = template_kernels();
-  ASSERT_FALSE(forked.empty());
+  const char* where = "import os, sys\n(os.getppid(), 'numpy' in sys.modules)";
+  Result r = s->run({.code = where});
+  ASSERT_EQ(r.result, "(0, True)") << to_json(r);
   // The session lists and can kill its forked kernel like any of its processes.
   int kernel_pid = 0;
   for (const auto& p : s->processes())
     if (p.cmdline.find("kernel.py") != std::string::npos) kernel_pid = p.pid;
   ASSERT_GT(kernel_pid, 0);
   s->kill(kernel_pid);
-  r = s->run({.code = "1+1"});
-  if (r.status == Status::failed) r = s->run({.code = "1+1"});  // the kill may race the next run
-  EXPECT_EQ(r.result, "2") << to_json(r);
-  // Kill from the inside too: the agent's own kernel takes over.
+  r = s->run({.code = where});
+  if (r.status == Status::failed) r = s->run({.code = where});  // the kill may race the next run
+  EXPECT_EQ(r.result, "(0, True)") << "the next kernel comes from the template too: " << to_json(r);
+  // Killed from the inside, and by the timeout: forked again each time.
   r = s->run({.code = "import os\nos._exit(3)"});
   EXPECT_EQ(r.status, Status::failed);
-  r = s->run({.code = "x = 5\nx"});
-  EXPECT_EQ(r.result, "5") << to_json(r);
+  r = s->run({.code = where});
+  EXPECT_EQ(r.result, "(0, True)") << to_json(r);
+  r = s->run({.code = "while True: pass", .timeout = 500ms});
+  EXPECT_EQ(r.status, Status::timeout) << to_json(r);
+  r = s->run({.code = where});
+  EXPECT_EQ(r.result, "(0, True)") << to_json(r);
+  auto forked = template_kernels();
+  ASSERT_FALSE(forked.empty());
   s->close();
   sb_.reset();
   // Every fork is gone, reaped rather than left a zombie.
@@ -224,4 +229,29 @@ TEST_F(TemplateTest, ForksShareNothingTheyChange) {
                       " os.path.exists('a-only'), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"});
   ASSERT_EQ(r.status, Status::finished) << to_json(r);
   EXPECT_EQ(r.result, "(None, None, '1', False, [1, 2])") << "B saw A's state, files or processes";
+}
+
+TEST_F(TemplateTest, ABrokenTemplateCostsAFallbackNotTheSession) {
+  // A runtime without the template's module: the template dies at start, and the agents
+  // that were promised its kernels start their own.
+  const char* env = std::getenv("SANDBOX_RUNTIME_DIR");
+  fs::path runtime = fs::temp_directory_path() / ("template-test-" + std::to_string(::getpid()));
+  fs::create_directories(runtime);
+  for (const char* f : {"sandbox-agent", "kernel.py"}) fs::copy_file(fs::path(env) / f, runtime / f);
+  fs::permissions(runtime, fs::perms(0755));
+  Options o;
+  o.isolation = "namespaces";
+  o.runtime_dir = runtime;
+  o.preload = {};
+  {
+    Sandbox sb(o);
+    auto a = sb.create_session({});
+    auto b = sb.create_session({});
+    for (auto& s : {a, b}) {
+      Result r = s->run({.code = "import os\nos.getppid()"});
+      EXPECT_EQ(r.status, Status::finished) << to_json(r);
+      EXPECT_EQ(r.result, "1") << "the agent's own kernel: " << to_json(r);
+    }
+  }
+  fs::remove_all(runtime);
 }

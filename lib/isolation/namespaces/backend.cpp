@@ -14,7 +14,9 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <functional>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -119,6 +121,20 @@ class SharedProgress {
   Progress* progress_ = nullptr;
 };
 
+// The backend's python template, behind one lock: a restart must not replace it while a
+// request is being written.
+struct TemplateSlot {
+  std::mutex mutex;
+  std::unique_ptr<PythonTemplate> process;
+  // A kernel from the template into the namespaces of `agent`; never blocks.
+  bool fork(const LaunchSpec& spec, pid_t agent, const std::vector<fs::path>& cgroups,
+            const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> ends) {
+    std::lock_guard lock(mutex);
+    if (!process || !process->serves(spec)) return false;
+    return process->fork_into(agent, cgroups, rlimits, std::move(ends));
+  }
+};
+
 class NamespacesInstance final : public Instance {
  public:
   ~NamespacesInstance() override {
@@ -140,6 +156,17 @@ class NamespacesInstance final : public Instance {
     child_.kill();
   }
 
+  std::vector<int> fork_python_kernel() override {
+    if (!fork_kernel_) return {};
+    auto pipes = KernelPipes::make();
+    if (!fork_kernel_(child_.pid(), std::move(pipes.kernel))) return {};
+    std::vector<int> out;
+    for (auto& fd : pipes.agent) out.push_back(fd.release());
+    return out;
+  }
+
+  // Asks the backend's template for a kernel in this session (set when it has one).
+  std::function<bool(pid_t, std::array<sys::UniqueFd, 4>)> fork_kernel_;
   // Filled in by launch(), in this order; destroyed in reverse by the destructor.
   std::unique_ptr<mount::Workspace> workspace_;
   std::unique_ptr<cgroup::Cgroup> cgroup_;
@@ -245,8 +272,8 @@ class NamespacesBackend final : public Backend {
     plan.env = agent_environment(ns::workspace_inside);
     // A Python kernel forked from the template, its pipes handed to the agent at clone.
     std::optional<KernelPipes> kernel;
-    PythonTemplate* tpl = spec.python_kernel ? python_template(spec) : nullptr;
-    if (tpl) {
+    const bool templated = spec.python_kernel && template_for(spec);
+    if (templated) {
       kernel = KernelPipes::make();
       for (std::size_t i = 0; i < 4; ++i) plan.kernel_fds[i] = kernel->agent[i].get();
       plan.argv.push_back("--kernel-fds");
@@ -295,7 +322,13 @@ class NamespacesBackend final : public Backend {
     release(sync_parent.get());
     await_exec(sync_parent.get(), progress);
     // The agent runs in its finished namespaces now, so the kernel can join them.
-    if (kernel) tpl->fork_into(pid, inst->cgroup_->paths(), plan.rlimits, std::move(kernel->kernel));
+    if (templated) {
+      inst->fork_kernel_ = [slot = template_, spec, cgroups = inst->cgroup_->paths(), rlimits = plan.rlimits](
+                               pid_t agent, std::array<sys::UniqueFd, 4> ends) {
+        return slot->fork(spec, agent, cgroups, rlimits, std::move(ends));
+      };
+      inst->fork_kernel_(pid, std::move(kernel->kernel));
+    }
 
     inst->control_ = std::move(control_host);
     return inst;
@@ -321,22 +354,22 @@ class NamespacesBackend final : public Backend {
   }
 
  private:
-  // The template for `spec`, started on first use (it imports while this and later
-  // sessions launch) and again if it died, at most once a minute. Null when `spec` asks
+  // Whether a template serves `spec`: started on first use (it imports while this and later
+  // sessions launch) and again if it died, at most once a minute. False when `spec` asks
   // for other modules than the running one, or SANDBOX_PYTHON_TEMPLATE=0.
-  PythonTemplate* python_template(const LaunchSpec& spec) {
-    if (const char* v = std::getenv("SANDBOX_PYTHON_TEMPLATE"); v && std::string_view(v) == "0") return nullptr;
-    std::lock_guard lock(template_mutex_);
-    if (template_ && template_->alive()) return template_->serves(spec) ? template_.get() : nullptr;
-    if (template_ && std::chrono::steady_clock::now() - template_->started() < std::chrono::minutes(1))
-      return nullptr;
+  bool template_for(const LaunchSpec& spec) {
+    if (const char* v = std::getenv("SANDBOX_PYTHON_TEMPLATE"); v && std::string_view(v) == "0") return false;
+    std::lock_guard lock(template_->mutex);
+    auto& tpl = template_->process;
+    if (tpl && tpl->alive()) return tpl->serves(spec);
+    if (tpl && std::chrono::steady_clock::now() - tpl->started() < std::chrono::minutes(1)) return false;
     try {
-      template_ = std::make_unique<PythonTemplate>(spec);
+      tpl = std::make_unique<PythonTemplate>(spec);
     } catch (const Error& e) {
       std::fprintf(stderr, "libsandbox: cannot start the python template: %s\n", e.what());
-      return nullptr;
+      return false;
     }
-    return template_.get();
+    return true;
   }
 
   static Support run_probe() {
@@ -368,8 +401,8 @@ class NamespacesBackend final : public Backend {
   }
 
   mutable std::once_flag probed_;
-  std::mutex template_mutex_;
-  std::unique_ptr<PythonTemplate> template_;
+  // Shared with the instances, which ask it for kernels later and may outlive us.
+  std::shared_ptr<TemplateSlot> template_ = std::make_shared<TemplateSlot>();
   mutable Support support_;
 };
 
