@@ -69,7 +69,9 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
   sock_.reset(sv[0]);
   sys::UniqueFd theirs(sv[1]);
 
-  std::vector<std::string> argv = {spec.interpreters.python.string(), "-u",
+  // -s: it runs as root on the host, so no user site-packages (HOME is /workspace); -B: it
+  // writes nothing.
+  std::vector<std::string> argv = {spec.interpreters.python.string(), "-u", "-s", "-B",
                                    (spec.runtime_dir / "kernel.py").string(), "--template"};
   if (!spec.preload.empty()) {
     std::string joined;
