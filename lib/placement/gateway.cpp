@@ -98,8 +98,10 @@ Target target_from(std::string_view s) {
 }  // namespace
 
 json Location::to_json() const {
-  return {{"id", id}, {"target", std::string(to_string(target))}, {"status", status}, {"message", message},
-          {"base_url", base_url}, {"pod", pod}};
+  json j = {{"id", id}, {"target", std::string(to_string(target))}, {"status", status}, {"message", message},
+            {"base_url", base_url}, {"pod", pod}};
+  if (owner) j["owner"] = *owner;
+  return j;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -129,7 +131,8 @@ Gateway::~Gateway() {
 
 Decision Gateway::place(const Limits& limits) { return policy_->place(limits); }
 
-Location Gateway::create(const std::string& id, Target target, const Limits& limits, json session_body) {
+Location Gateway::create(const std::string& id, Target target, const Limits& limits, json session_body,
+                          const std::string& owner) {
   if (target == Target::local) throw Error(errc::invalid_argument, "a local session is not the gateway's");
   {
     std::lock_guard lock(mu_);
@@ -139,9 +142,11 @@ Location Gateway::create(const std::string& id, Target target, const Limits& lim
   Location loc;
   loc.id = id;
   loc.target = target;
+  loc.owner = owner;
   if (target == Target::kubernetes) {
     if (!kube_) throw Error(errc::failed_precondition, "no cluster configured");
     auto pod = make_pod(pod_template_, id, limits, options_.placement.runtime_class, options_.name);
+    pod["metadata"]["annotations"][std::string(kOwnerAnnotation)] = owner;
     kube_->create_pod(pod);  // 409 (another gateway's session of that id) -> already_exists
     loc.pod = pod["metadata"]["name"];
     loc.status = "Pending";
@@ -202,6 +207,7 @@ Location Gateway::from_pod(const std::string& id, const PodState& st) const {
   loc.target = Target::kubernetes;
   loc.pod = st.name;
   loc.authorization = pod_auth_;
+  if (auto o = st.annotations.find(std::string(kOwnerAnnotation)); o != st.annotations.end()) loc.owner = o->second;
   if (!st.pod_ip.empty())
     loc.base_url = fmt::format("http://{}:{}", st.pod_ip.find(':') != std::string::npos ? "[" + st.pod_ip + "]" : st.pod_ip,
                                options_.pod_port);
@@ -337,6 +343,7 @@ void Gateway::load() {
     l.target = target_from(e.value("target", ""));
     l.status = e.value("status", "Pending");
     l.base_url = e.value("base_url", "");
+    if (e.contains("owner") && e["owner"].is_string()) l.owner = e["owner"].get<std::string>();
     l.authorization = cloud_auth_;
     if (!l.id.empty() && l.target == Target::cloud) sessions_.try_emplace(l.id, l);
   }

@@ -54,6 +54,9 @@ struct Location {
   std::string base_url;       // "http://10.1.2.3:8080", the cloud gateway's URL; "" if local
   std::string authorization;  // the Authorization header to forward with ("" = the client's)
   std::string pod;            // the pod's name (kubernetes)
+  // The tenant it belongs to (the server's token name, "" without tokens); nullopt when
+  // this gateway cannot know (a cloud session another gateway placed): nobody's, then.
+  std::optional<std::string> owner;
   // For the idle timeout and lifetime (this gateway's view: when it placed or first saw
   // the session, and its last forwarded request).
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
@@ -73,9 +76,10 @@ class Gateway {
   // Creates the session where `target` says (not local): the pod (Pending; Ready once the
   // pod is Ready and `session_body` was POSTed to its /sessions) or the cloud session (the
   // body POSTed to the cloud gateway's /sessions). `limits` size the pod. Throws
-  // Error(already_exists) if the id is taken here or in the cluster.
+  // Error(already_exists) if the id is taken here or in the cluster. `owner` is recorded
+  // with it (a pod annotation, the cloud record) for every gateway to check.
   Location create(const std::string& id, Target target, const Limits& limits,
-                  nlohmann::json session_body);
+                  nlohmann::json session_body, const std::string& owner = "");
   // Where a session lives, if anywhere but here: this gateway's record, else the pod named
   // from the id (another gateway placed it), else the cloud gateway (another gateway sent
   // it there). nullopt = unknown.

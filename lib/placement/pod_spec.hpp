@@ -24,6 +24,8 @@ inline constexpr std::string_view kAppValue = "libsandbox";
 inline constexpr std::string_view kSessionLabel = "libsandbox.io/session";
 inline constexpr std::string_view kSessionAnnotation = "libsandbox.io/session-id";
 inline constexpr std::string_view kPlacedByAnnotation = "libsandbox.io/placed-by";
+// The tenant (token name) the session belongs to: every gateway checks it.
+inline constexpr std::string_view kOwnerAnnotation = "libsandbox.io/owner";
 
 // The pod name for a session id (deterministic: any gateway finds the pod by name).
 std::string pod_name(std::string_view session_id);

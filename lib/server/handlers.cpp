@@ -222,7 +222,7 @@ asio::awaitable<void> sessions_list(Shared& sh, Exchange& x) {
   for (auto& s : sh.sandbox.sessions())
     if (s->owner() == x.owner) list.push_back(session_json(*s));
   if (sh.options.gateway)
-    for (auto& l : placed_sessions(sh)) list.push_back(std::move(l));
+    for (auto& l : placed_sessions(sh, x.owner)) list.push_back(std::move(l));
   std::string body = dump(json{{"sessions", std::move(list)}});
   co_await x.reply(200, std::move(body));
 }

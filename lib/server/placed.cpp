@@ -52,9 +52,9 @@ asio::awaitable<std::optional<Location>> auto_place(Shared& sh, Exchange& x, con
   auto d = co_await offload(sh.pool, decide);
   if (d.target == Target::local) co_return std::nullopt;
   json body = {{"id", sid}, {"language", language_of(x.match.route->id)}};
-  auto make = [&gw, sid, target = d.target, limits, body]() -> Location {
+  auto make = [&gw, sid, target = d.target, limits, body, owner = x.owner]() -> Location {
     try {
-      return gw.create(sid, target, limits, body);
+      return gw.create(sid, target, limits, body, owner);
     } catch (const Error& e) {
       // Two requests (or two gateways) raced to create it: use the winner's.
       if (e.code_value() != errc::already_exists) throw;
@@ -64,6 +64,13 @@ asio::awaitable<std::optional<Location>> auto_place(Shared& sh, Exchange& x, con
   };
   auto loc = co_await offload(sh.pool, make);
   co_return loc;
+}
+
+// Whether `owner` may use the session. A cloud session another gateway placed has no owner
+// this gateway can know: nobody's when tokens are on, everybody's when they are off (every
+// request then has the same owner anyway).
+bool belongs(const Shared& sh, const Location& l, const std::string& owner) {
+  return l.owner ? *l.owner == owner : !sh.tokens.enabled();
 }
 
 }  // namespace
@@ -77,6 +84,8 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   const RouteId route = x.match.route->id;
   auto lookup = [&gw, sid] { return gw.find(sid); };
   std::optional<Location> loc = co_await offload(sh.pool, lookup);
+  // Another tenant's session is "not found", exactly like a missing one (as for local ones).
+  if (loc && !belongs(sh, *loc, x.owner)) throw Error(errc::not_found, fmt::format("no session '{}'", sid));
   if (!loc) {
     if (!x.match.route->seed || !sh.options.auto_create) co_return false;  // the handlers' 404
     loc = co_await auto_place(sh, x, sid);
@@ -120,7 +129,7 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
       throw Error(errc::unavailable, fmt::format("session '{}' is still starting", sid));
     co_await sleep_for(kPoll);
     loc = co_await offload(sh.pool, lookup);
-    if (!loc) throw Error(errc::not_found, fmt::format("no session '{}'", sid));
+    if (!loc || !belongs(sh, *loc, x.owner)) throw Error(errc::not_found, fmt::format("no session '{}'", sid));
   }
   if (loc->status == "Failed")
     throw Error(errc::unavailable, fmt::format("session '{}' failed: {}", sid, loc->message));
@@ -154,7 +163,9 @@ asio::awaitable<bool> create_placed(Shared& sh, Exchange& x, const SessionOption
   if (sh.sandbox.find(id)) throw Error(errc::already_exists, fmt::format("session '{}' exists", id));
   json up = body;
   up["id"] = id;
-  auto make = [&gw, id, target = d.target, limits, up] { return gw.create(id, target, limits, up); };
+  auto make = [&gw, id, target = d.target, limits, up, owner = so.owner] {
+    return gw.create(id, target, limits, up, owner);
+  };
   auto loc = co_await offload(sh.pool, make);
   json j = location_json(loc);
   j["reason"] = d.reason;
@@ -163,9 +174,10 @@ asio::awaitable<bool> create_placed(Shared& sh, Exchange& x, const SessionOption
   co_return true;
 }
 
-json placed_sessions(Shared& sh) {
+json placed_sessions(Shared& sh, const std::string& owner) {
   json list = json::array();
-  for (const auto& l : sh.options.gateway->list()) list.push_back(location_json(l));
+  for (const auto& l : sh.options.gateway->list())
+    if (belongs(sh, l, owner)) list.push_back(location_json(l));
   return list;
 }
 

@@ -22,8 +22,8 @@ asio::awaitable<bool> handle_placed(Shared& shared, Exchange& x);
 asio::awaitable<bool> create_placed(Shared& shared, Exchange& x, const SessionOptions& so,
                                     const nlohmann::json& body);
 
-// The sessions placed elsewhere, as GET /sessions lists them.
-nlohmann::json placed_sessions(Shared& shared);
+// The sessions placed elsewhere that belong to `owner`, as GET /sessions lists them.
+nlohmann::json placed_sessions(Shared& shared, const std::string& owner);
 
 // The idle timeout and lifetime reach the pods too: deletes the expired ones.
 void reap_placed(Shared& shared);

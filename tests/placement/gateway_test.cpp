@@ -150,8 +150,9 @@ TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
   Gateway gw(opts);
   EXPECT_EQ(gw.place({}).target, Target::kubernetes);
   auto t0 = Clock::now();
-  auto loc = gw.create("pod-s1", Target::kubernetes, Limits{}, json::object());
+  auto loc = gw.create("pod-s1", Target::kubernetes, Limits{}, json::object(), "tenant-a");
   EXPECT_EQ(loc.status, "Pending");
+  EXPECT_EQ(loc.owner, "tenant-a");
   EXPECT_EQ(loc.pod, pod_name("pod-s1"));
   loc = wait_ready(gw, "pod-s1");
   ASSERT_EQ(loc.status, "Ready") << loc.message << " (pod log: " << dir << "/logs)";
@@ -200,6 +201,7 @@ TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
   auto found = other.find("pod-s1");
   ASSERT_TRUE(found);
   EXPECT_EQ(found->status, "Ready");
+  EXPECT_EQ(found->owner, "tenant-a") << "the owner travels with the pod, for every gateway to check";
   EXPECT_EQ(found->base_url, loc.base_url);
   EXPECT_FALSE(other.find("no-such-session"));
   EXPECT_EQ(other.rebuild(), 1u);
@@ -272,7 +274,7 @@ TEST_F(GatewayTest, CloudSessionsAreRecordedAndSurviveARestart) {
   opts.placement.cloud_gateway = cloud.url();
   {
     Gateway gw(opts);
-    auto loc = gw.create("cloud-1", Target::cloud, Limits{}, json::object());
+    auto loc = gw.create("cloud-1", Target::cloud, Limits{}, json::object(), "tenant-b");
     EXPECT_EQ(loc.target, Target::cloud);
     EXPECT_EQ(loc.base_url, cloud.url());
     EXPECT_TRUE(std::filesystem::exists(dir + "/gw/remote.json"));
@@ -283,6 +285,7 @@ TEST_F(GatewayTest, CloudSessionsAreRecordedAndSurviveARestart) {
   auto loc = gw.find("cloud-1");
   ASSERT_TRUE(loc);
   EXPECT_EQ(loc->target, Target::cloud);
+  EXPECT_EQ(loc->owner, "tenant-b") << "the record keeps the owner";
   auto r = http_call(loc->base_url, "POST", "/cloud-1/exec/shell", R"J({"code": "echo $((1+1))"})J", "", 10s);
   ASSERT_EQ(r.status, 202u) << r.body;
   r = http_call(loc->base_url, "GET", "/cloud-1/result?wait=10000", "", "", 15s);

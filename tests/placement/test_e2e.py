@@ -391,3 +391,55 @@ def test_idle_sessions_lose_their_pods(base_dir):
         if gw:
             gw.kill(signal.SIGTERM)
         fake.stop()
+
+
+def test_placed_sessions_belong_to_their_tenant(base_dir):
+    """With tokens, a session on a pod is its tenant's alone, at the gateway as locally:
+    another token gets 404 on every route (seed routes too: no forwarding, no auto-create
+    over it) and does not see it listed."""
+    fake = FakeKube(_mk(base_dir / "fake"), ip_prefix="127.0.23")
+    tokens = base_dir / "tokens"
+    tokens.write_text("alice: tok-alice\nbob: tok-bob\n")
+    port = free_port()
+    gw = Proc([SANDBOXCTL, "serve", "--listen", f"127.0.0.1:{port}", "--quiet", "--isolation", "rlimit",
+               "--state-dir", str(_mk(base_dir / "gw")), "--placement", "kubernetes",
+               "--kubeconfig", fake.info["kubeconfig"],
+               "--pod-template", str(pod_template(base_dir / "template.json", fake.info["dir"])),
+               "--token-file", str(tokens)], base_dir / "gw.log").start()
+    try:
+        wait_http(port)
+        api = Http(port)
+        alice = {"Authorization": "Bearer tok-alice"}
+        bob = {"Authorization": "Bearer tok-bob"}
+        st, s = api.call("POST", "/sessions", {"id": "tenant-1"}, headers=alice)
+        assert st == 201 and s["placement"] == "kubernetes", s
+        deadline = time.monotonic() + 60
+        while s["status"] != "Ready":
+            assert time.monotonic() < deadline and s["status"] == "Pending", s
+            time.sleep(0.02)
+            st, s = api.call("GET", "/sessions/tenant-1", headers=alice)
+            assert st == 200, s
+
+        for method, path, body in (("GET", "/sessions/tenant-1", None),
+                                   ("POST", "/tenant-1/exec/shell", {"code": "id"}),
+                                   ("POST", "/tenant-1/exec/python", {"code": "1+1"}),
+                                   ("GET", "/tenant-1/result", None),
+                                   ("GET", "/tenant-1/files/list", None),
+                                   ("DELETE", "/sessions/tenant-1", None)):
+            st, r = api.call(method, path, body, headers=bob)
+            assert st == 404, (method, path, st, r)
+        st, listed = api.call("GET", "/sessions", headers=bob)
+        assert st == 200 and all(x["id"] != "tenant-1" for x in listed["sessions"]), listed
+        st, listed = api.call("GET", "/sessions", headers=alice)
+        assert st == 200 and any(x["id"] == "tenant-1" for x in listed["sessions"]), listed
+
+        st, r = api.call("POST", "/tenant-1/exec/shell", {"code": "echo $((6*7))"}, headers=alice)
+        assert st == 202, r
+        st, r = api.call("GET", "/tenant-1/result?wait=20000", headers=alice)
+        assert st == 200 and r["stdout"] == "42\n", r
+        st, r = api.call("DELETE", "/sessions/tenant-1", headers=alice)
+        assert st == 200, r
+        assert not pods(fake), "the pod outlived its session"
+    finally:
+        gw.kill(signal.SIGTERM)
+        fake.stop()
