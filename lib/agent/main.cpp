@@ -86,6 +86,7 @@ struct Options {
   std::string preload;  // comma-separated python modules
   std::optional<Lang> warm;
   int kernel_fd = -1;  // first of four pipes of a Python kernel forked in by the host
+  bool host_kernels = false;  // ask the host for Python kernels (NEED_KERNEL) first
 };
 
 void set_nonblocking(int fd) {
@@ -371,8 +372,8 @@ int Agent::run() {
 
   send(Type::hello, 0, json{{"pid", ::getpid()}, {"version", kVersion}}.dump());
   flush_control(false);
+  ask_host_ = opts_.host_kernels;
   if (opts_.kernel_fd >= 0) {
-    ask_host_ = true;
     auto k = std::make_unique<Kernel>();
     k->lang = Lang::python;
     k->adopted = true;
@@ -453,7 +454,7 @@ void Agent::on_control() {
   char buf[65536];
   for (;;) {
     ssize_t n;
-    if (opts_.kernel_fd >= 0) {
+    if (opts_.host_kernels) {
       // KERNEL frames carry fds: keep them in arrival order for on_kernel_frame().
       alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 16)];
       iovec iov{buf, sizeof buf};
@@ -1194,7 +1195,7 @@ void Agent::shutdown() {
                "sandbox-agent: %s\n"
                "usage: sandbox-agent --control-fd N --workspace DIR --runtime DIR --python PATH\n"
                "                     --node PATH --shell PATH [--preload m1,m2] [--warm python|nodejs]\n"
-               "                     [--kernel-fds FIRST]\n",
+               "                     [--host-kernels [--kernel-fds FIRST]]\n",
                msg);
   std::exit(2);
 }
@@ -1203,6 +1204,10 @@ Options parse_args(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--host-kernels") {  // the one flag without a value
+      o.host_kernels = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(("missing value for " + a).c_str());
     std::string v = argv[++i];
     if (a == "--control-fd") {

@@ -255,3 +255,11 @@ TEST_F(TemplateTest, ABrokenTemplateCostsAFallbackNotTheSession) {
   }
   fs::remove_all(runtime);
 }
+
+TEST_F(TemplateTest, ASessionStartedForShellGetsItsPythonKernelFromTheTemplateToo) {
+  auto s = sb_->create_session({.language = Language::shell});
+  Result r = s->run({.language = Language::shell, .code = "echo hi"});
+  ASSERT_EQ(r.stdout_text, "hi\n") << to_json(r);
+  r = s->run({.code = "import os, sys\n(os.getppid(), 'numpy' in sys.modules)"});
+  EXPECT_EQ(r.result, "(0, True)") << "asked for on first use: " << to_json(r);
+}

@@ -270,10 +270,12 @@ class NamespacesBackend final : public Backend {
     plan.agent = std::string(runtime_inside) + "/sandbox-agent";
     plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
     plan.env = agent_environment(ns::workspace_inside);
-    // A Python kernel forked from the template, its pipes handed to the agent at clone.
+    // Python kernels forked from the template: the first one's pipes handed to the agent
+    // at clone when the session wants one now, later ones when the agent asks.
     std::optional<KernelPipes> kernel;
-    const bool templated = spec.python_kernel && template_for(spec);
-    if (templated) {
+    const bool templated = template_for(spec);
+    if (templated) plan.argv.push_back("--host-kernels");
+    if (templated && spec.python_kernel) {
       kernel = KernelPipes::make();
       for (std::size_t i = 0; i < 4; ++i) plan.kernel_fds[i] = kernel->agent[i].get();
       plan.argv.push_back("--kernel-fds");
@@ -327,7 +329,7 @@ class NamespacesBackend final : public Backend {
                                pid_t agent, std::array<sys::UniqueFd, 4> ends) {
         return slot->fork(spec, agent, cgroups, rlimits, std::move(ends));
       };
-      inst->fork_kernel_(pid, std::move(kernel->kernel));
+      if (kernel) inst->fork_kernel_(pid, std::move(kernel->kernel));
     }
 
     inst->control_ = std::move(control_host);
