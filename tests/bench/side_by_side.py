@@ -70,13 +70,14 @@ class Http:
         return r.status, data
 
 
-def run_code(h, sid, code):
+def run_code(h, sid, code, seconds=60):
     st, _ = h.call("POST", f"/{sid}/exec/python", {"code": code})
     assert st == 202, st
+    deadline = time.monotonic() + seconds
     while True:
         st, data = h.call("GET", f"/{sid}/result?wait=5000")
         res = json.loads(data)
-        if res.get("status") != "Running":
+        if res.get("status") not in ("Running", "Queued") or time.monotonic() > deadline:
             return res
 
 
@@ -142,6 +143,22 @@ def throughput(port, sessions, seconds, build):
     if figures["errors"]:
         print(f"  http_load reported {figures['errors']} errors:\n{out.stdout}", file=sys.stderr)
     return figures, "C++ http_load, one async thread"
+
+
+def burst(port, n):
+    """`n` new sessions at once, each running numpy code: wall time until every result is in,
+    and how many were wrong (a kernel that did not come up in time shows here)."""
+    def one(i):
+        h = Http(port)
+        sid = "burst-" + uuid.uuid4().hex[:8]
+        h.call("POST", "/sessions", {"id": sid})
+        res = run_code(h, sid, "import numpy\nint(numpy.arange(5).sum())")
+        h.call("DELETE", f"/sessions/{sid}")
+        return res.get("result") == "10"
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        ok = sum(pool.map(one, range(n)))
+    return (time.perf_counter() - t) * 1000, n - ok
 
 
 def pss_per_idle_session(port, n, server_pid, pooled):
@@ -258,6 +275,8 @@ def main():
             tp, client = throughput(our_port, 32, 5, args.build)
             lat = f" (p50 {tp['p50_ms']:.2f} ms, p99 {tp['p99_ms']:.2f} ms)" if "p50_ms" in tp else ""
             print(f"trivial executions/s, 32 sessions, {client}: {tp['exec_per_s']:.0f}{lat}")
+            wall, bad = burst(our_port, 32)
+            print(f"32 new sessions at once, each running numpy code: all results in {wall:.0f} ms, {bad} wrong")
             n = args.idle_sessions
             mib = pss_per_idle_session(our_port, n, ours.pid, 4)
             print(f"idle warm python session: {mib:.1f} MiB PSS each ({n} sessions + the pool's 4)")
