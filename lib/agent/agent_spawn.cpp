@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,6 +36,9 @@ void say(const char* a, const char* b) {
   for (int i = 0; i < s.nfds; ++i) {
     if (::dup2(moved[i], i) < 0) _exit(127);
   }
+  // Close-on-exec covers the rest where the parent set it; a multi-threaded host (Asio's
+  // sockets) does not always, so nothing else crosses the exec.
+  ::syscall(SYS_close_range, static_cast<unsigned>(s.nfds), ~0u, 0u);
   if (::chdir(s.cwd) != 0) {
     say("sandbox-agent: cannot enter workspace ", s.cwd);
     _exit(126);

@@ -1,5 +1,6 @@
-// How the agent starts a process: fork, a new process group, fds 0..n-1 from a table, the
-// workspace as cwd, signals back to default, exec. Nothing between fork and exec allocates.
+// How the agent starts a process (and the host its python template): fork, a new process
+// group, fds 0..n-1 from a table and no other, the given cwd, signals back to default,
+// exec. Nothing between fork and exec allocates.
 //
 //   const char* argv[] = {"/bin/sh", "-c", "echo hi", nullptr};
 //   pid_t pid = agent::spawn({argv[0], argv, environ, "/workspace", {in, out, err}, 3});

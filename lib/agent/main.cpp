@@ -89,10 +89,7 @@ struct Options {
   bool host_kernels = false;  // ask the host for Python kernels (NEED_KERNEL) first
 };
 
-void set_nonblocking(int fd) {
-  int fl = ::fcntl(fd, F_GETFL);
-  if (fl >= 0) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
+using sys::set_nonblocking;
 
 // A pipe whose agent end is non-blocking and whose child end stays blocking (O_NONBLOCK
 // lives on the open file description, so it must be set on one end only).

@@ -43,6 +43,12 @@ inline int check(int ret, std::string_view syscall, std::string_view what = {}) 
   return ret;
 }
 
+// O_NONBLOCK on the open file description (every fd sharing it); throws on failure.
+inline void set_nonblocking(int fd) {
+  int fl = check(::fcntl(fd, F_GETFL), "fcntl", "F_GETFL");
+  check(::fcntl(fd, F_SETFL, fl | O_NONBLOCK), "fcntl", "O_NONBLOCK");
+}
+
 // A connected SOCK_STREAM pair, both ends close-on-exec.
 inline std::pair<UniqueFd, UniqueFd> socket_pair() {
   int sv[2];

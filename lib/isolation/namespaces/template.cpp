@@ -9,7 +9,6 @@
 
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "agent/agent_spawn.hpp"
 #include "sandbox/error.hpp"
 #include "sys/cstrings.hpp"
 
@@ -34,11 +34,6 @@ std::string key_of(const LaunchSpec& spec) {
   std::string key = spec.interpreters.python.string() + '\n' + spec.runtime_dir.string();
   for (const auto& m : spec.preload) key += '\n' + m;
   return key;
-}
-
-void set_nonblocking(int fd) {
-  int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw_syscall("fcntl", errno, "O_NONBLOCK");
 }
 
 }  // namespace
@@ -58,7 +53,7 @@ KernelPipes KernelPipes::make() {
       p.agent[i] = std::move(w);
       p.kernel[i] = std::move(r);
     }
-    set_nonblocking(p.agent[i].get());
+    sys::set_nonblocking(p.agent[i].get());
   }
   return p;
 }
@@ -89,28 +84,11 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
   sys::CStrings args(std::move(argv)), envp(std::move(env));
   sys::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw_syscall("open", errno, "/dev/null");
-  const int theirs_fd = theirs.get(), null_fd = null.get();
-
-  pid_t pid = ::fork();
-  if (pid < 0) throw_syscall("fork", errno, "python template");
-  if (pid == 0) {
-    // Its own process group: a Ctrl-C meant for the server is not its business; it ends
-    // when its socket does.
-    ::setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int sock = ::fcntl(theirs_fd, F_DUPFD, 10);
-    if (sock < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(null_fd, 1) < 0 ||
-        ::dup2(sock, template_socket_fd) < 0)
-      ::_exit(126);
-    // fd 2 stays the server's: a template that cannot start says why there.
-    ::syscall(SYS_close_range, template_socket_fd + 1u, ~0u, 0u);
-    ::chdir("/");
-    ::execve(args.ptrs[0], args.ptrs.data(), envp.ptrs.data());
-    ::_exit(127);
-  }
-  pid_ = pid;
+  // Its own process group (a Ctrl-C meant for the server is not its business; it ends when
+  // its socket does); fd 2 stays the server's, so a template that cannot start says why.
+  static_assert(template_socket_fd == 3);
+  pid_ = agent::spawn({args.ptrs[0], args.ptrs.data(), envp.ptrs.data(), "/",
+                       {null.get(), null.get(), STDERR_FILENO, theirs.get()}, 4});
   started_ = std::chrono::steady_clock::now();
 }
 
