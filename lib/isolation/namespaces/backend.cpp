@@ -242,7 +242,7 @@ class NamespacesBackend final : public Backend {
          "other sessions' files and processes", "network (loopback only)",
          "memory, processes and CPU (cgroup)", "workspace size (tmpfs quota)",
          "privilege (unprivileged uid, no capabilities, no_new_privs)",
-         "dangerous syscalls (seccomp, stricter than Docker's default)",
+         "syscalls off an allowlist (seccomp, stricter than Docker's default)",
          "hostname, IPC objects, cgroup view"},
         {"kernel bugs reachable through allowed syscalls (shared kernel)",
          "CPU cache and timing side channels", "disk I/O bandwidth"},
