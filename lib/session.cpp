@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
+#include <cstdio>
 #include <random>
 #include <variant>
 
@@ -44,9 +45,16 @@ struct SessionImpl::Agent {
   bool lost = false;
   std::mutex instance_mutex;  // terminate() may race with close()'s teardown
 
-  void terminate() {
+  // Runs on the I/O thread too (backstop, lost agent): nothing may escape it there.
+  void terminate() noexcept {
     std::lock_guard lock(instance_mutex);
-    if (instance) instance->terminate();
+    try {
+      if (instance) instance->terminate();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot terminate a session's agent: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "sandbox: cannot terminate a session's agent\n");
+    }
   }
   isolation::Usage usage() {
     std::lock_guard lock(instance_mutex);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "sandbox/error.hpp"
@@ -41,6 +42,8 @@ void Channel::read_more() {
       // Whatever a frame holds, nothing escapes onto the I/O thread: it serves every session.
       try {
         while (auto f = self->decoder_.next()) self->on_frame_(decode(std::move(*f)));
+      } catch (const Error& e) {
+        why = e.message();
       } catch (const std::exception& e) {
         why = e.what();
       } catch (...) {
@@ -57,7 +60,15 @@ void Channel::read_more() {
         self->queued_bytes_ = 0;
       }
       self->shut();
-      if (auto cb = std::exchange(self->on_close_, nullptr)) cb(why);
+      if (auto cb = std::exchange(self->on_close_, nullptr)) {
+        try {
+          cb(why);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "sandbox: ending an agent's channel: %s\n", e.what());
+        } catch (...) {
+          std::fprintf(stderr, "sandbox: ending an agent's channel failed\n");
+        }
+      }
       self->on_frame_ = nullptr;
       return;
     }
