@@ -9,6 +9,7 @@
 // reading: the host's writes to it queue without blocking any thread, and it is cut off.
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <future>
 #include <thread>
 
@@ -146,6 +147,8 @@ TEST(AgentChannel, AnAgentThatStopsReadingIsCutOffWhileANeighbourAnswers) {
     EXPECT_EQ(r.result, "2");
   }
   EXPECT_LT(worst, 2000) << answers << " answers";
+  std::printf("neighbour while the agent did not read: %d answers, worst %ld ms\n", answers, worst);
+  ::testing::Test::RecordProperty("neighbour_worst_ms", std::to_string(worst));
   // The stopped agent is cut off at the write deadline (5 s) and killed; its executions say why.
   ASSERT_TRUE(stopped->wait_for(30s)) << "the stopped agent was never cut off";
   Result r = stopped->snapshot({});
