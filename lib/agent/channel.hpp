@@ -33,7 +33,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   using CloseHandler = std::function<void(const std::string& why)>;
 
   struct Bounds {
-    std::size_t max_queued = 8u << 20;                // bytes waiting for the agent to read
+    std::size_t max_queued = 32u << 20;               // bytes waiting for the agent to read
     std::chrono::milliseconds deadline{5000};         // longest wait for the agent to take a byte
   };
 

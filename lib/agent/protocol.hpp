@@ -6,7 +6,7 @@
 //
 // host -> agent                               agent -> host
 //   RUN id {lang, code, stdin, timeout_ms,      HELLO 0 {pid, version}          (once, ready)
-//           fresh, output_cap}                  STARTED id {}                   (exec began)
+//           fresh, output_cap, caps}            STARTED id {}                   (exec began)
 //   CANCEL id {}                                OUTPUT id stream=1|2 <bytes>
 //   LIST id {}          -> REPLY id [procs]     DONE id {status, exit_code, result, images,
 //   KILL id {pid, signal} -> REPLY id {ok|error}        error, truncated, cpu_ms, peak_rss,
