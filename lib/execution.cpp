@@ -13,8 +13,9 @@ std::uint64_t ms_since(steady_clock::time_point t) {
       std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t).count());
 }
 
-std::string fmt_cut(const char* what, std::size_t had, std::uint64_t cap) {
-  return std::string(what) + " cut to " + std::to_string(cap) + " of " + std::to_string(had) + " bytes";
+// Not "of how many": the kernel already cut what it sent to one character over the cap.
+std::string fmt_cut(const char* what, std::uint64_t cap) {
+  return std::string(what) + " cut to " + std::to_string(cap) + " bytes";
 }
 
 // The longest prefix of `s` within `cap` bytes that does not split a UTF-8 sequence.
@@ -29,7 +30,7 @@ std::size_t utf8_prefix(const std::string& s, std::size_t cap) {
 // Cuts `s` to `cap` bytes; says what was cut into `notes`.
 void cap_text(std::string& s, std::uint64_t cap, const char* what, std::vector<std::string>& notes) {
   if (s.size() <= cap) return;
-  notes.push_back(fmt_cut(what, s.size(), cap));
+  notes.push_back(fmt_cut(what, cap));
   s.resize(utf8_prefix(s, static_cast<std::size_t>(cap)));
   s.shrink_to_fit();  // the cut-off bytes are what the cap is for: give them back
 }
