@@ -1,12 +1,9 @@
 #include "execution_impl.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include "session_impl.hpp"
 
 namespace sandbox {
 
-using nlohmann::json;
 using std::chrono::steady_clock;
 
 namespace {
@@ -16,30 +13,39 @@ std::uint64_t ms_since(steady_clock::time_point t) {
       std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t).count());
 }
 
-Status parse_status(const std::string& s) {
-  if (s == "Finished") return Status::finished;
-  if (s == "Timeout") return Status::timeout;
-  if (s == "Killed") return Status::killed;
-  return Status::failed;
+// Not "of how many": the kernel already cut what it sent to one character over the cap.
+std::string fmt_cut(const char* what, std::uint64_t cap) {
+  return std::string(what) + " cut to " + std::to_string(cap) + " bytes";
 }
 
-Termination parse_termination(const std::string& s) {
-  if (s == "timeout") return Termination::timeout;
-  if (s == "cancelled") return Termination::cancelled;
-  if (s == "kernel_died") return Termination::kernel_died;
-  if (s == "out_of_memory") return Termination::out_of_memory;
-  if (s == "process_limit") return Termination::process_limit;
-  return Termination::none;
+// The longest prefix of `s` within `cap` bytes that does not split a UTF-8 sequence.
+std::size_t utf8_prefix(const std::string& s, std::size_t cap) {
+  if (s.size() <= cap) return s.size();
+  std::size_t n = cap;
+  // Back off continuation bytes (10xxxxxx) to the start of the cut character.
+  for (int i = 0; i < 4 && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80; ++i) --n;
+  return n;
+}
+
+// Cuts `s` to `cap` bytes; says what was cut into `notes`.
+void cap_text(std::string& s, std::uint64_t cap, const char* what, std::vector<std::string>& notes) {
+  if (s.size() <= cap) return;
+  notes.push_back(fmt_cut(what, cap));
+  s.resize(utf8_prefix(s, static_cast<std::size_t>(cap)));
+  s.shrink_to_fit();  // the cut-off bytes are what the cap is for: give them back
 }
 
 }  // namespace
 
 ExecutionImpl::ExecutionImpl(std::string id, std::uint32_t wire_id, ExecRequest req,
-                             std::uint64_t output_cap, std::weak_ptr<SessionImpl> session)
+                             const Limits& limits, std::weak_ptr<SessionImpl> session)
     : id_(std::move(id)),
       wire_id_(wire_id),
       language_(req.language),
-      output_cap_(output_cap),
+      output_cap_(limits.output_bytes),
+      result_cap_(limits.result_cap()),
+      image_cap_(limits.image_cap()),
+      images_cap_(limits.images_cap()),
       session_(std::move(session)),
       submitted_(steady_clock::now()),
       started_(submitted_) {
@@ -163,37 +169,66 @@ void ExecutionImpl::on_output(int stream, std::string_view bytes) {
   publish(lock);
 }
 
-void ExecutionImpl::on_done(std::string_view payload, const std::function<void(Result&)>& refine) {
+void ExecutionImpl::on_done(agent::Done&& d, const std::function<void(Result&)>& refine) {
   std::unique_lock lock(mutex_);
   if (done_) return;
   Result& r = result_;
-  json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) {
-    r.status = Status::failed;
-    r.error = ErrorInfo{"AgentError", "the agent sent a malformed result", ""};
-  } else {
-    r.status = parse_status(j.value("status", "Failed"));
-    if (auto it = j.find("exit_code"); it != j.end() && it->is_number_integer()) r.exit_code = it->get<int>();
-    if (auto it = j.find("result"); it != j.end() && it->is_string()) r.result = it->get<std::string>();
-    if (auto it = j.find("images"); it != j.end() && it->is_array()) {
-      for (const auto& img : *it) {
-        if (img.is_object()) r.images.push_back({img.value("mime", "image/png"), img.value("data", "")});
-      }
+  std::vector<std::string> notes;
+  r.status = d.status;
+  r.exit_code = d.exit_code;
+  r.result = std::move(d.result);
+  if (r.result) cap_text(*r.result, result_cap_, "result", notes);
+  // An image cut short is no image: one over its cap is dropped, and so is every image
+  // once the execution's total would pass its cap.
+  std::uint64_t total = 0;
+  std::size_t dropped_big = 0, dropped_total = 0;
+  for (auto& img : d.images) {
+    std::uint64_t size = img.data.size() + img.mime.size();
+    if (size > image_cap_) {
+      ++dropped_big;
+    } else if (total + size > images_cap_) {
+      ++dropped_total;
+    } else {
+      total += size;
+      r.images.push_back(std::move(img));
     }
-    if (auto it = j.find("error"); it != j.end() && it->is_object()) {
-      r.error = ErrorInfo{it->value("name", ""), it->value("value", ""), it->value("traceback", "")};
-    }
-    if (j.value("truncated", false)) r.truncated = true;
-    if (auto it = j.find("cpu_ms"); it != j.end() && it->is_number()) r.cpu_time_ms = it->get<std::uint64_t>();
-    if (auto it = j.find("peak_rss_bytes"); it != j.end() && it->is_number() && it->get<std::uint64_t>() > 0)
-      r.peak_memory_bytes = it->get<std::uint64_t>();
-    r.termination = parse_termination(j.value("termination", "none"));
-    if (auto it = j.find("note"); it != j.end() && it->is_string()) r.note = it->get<std::string>();
+  }
+  if (dropped_big)
+    notes.push_back(std::to_string(dropped_big) + " image(s) dropped: each over " + std::to_string(image_cap_) + " bytes");
+  if (dropped_total)
+    notes.push_back(std::to_string(dropped_total) + " image(s) dropped: the execution's images passed " +
+                    std::to_string(images_cap_) + " bytes");
+  if (d.error) {
+    cap_text(d.error->name, 256, "error name", notes);
+    cap_text(d.error->value, result_cap_, "error value", notes);
+    cap_text(d.error->traceback, result_cap_, "traceback", notes);
+    r.error = std::move(d.error);
+  }
+  if (d.truncated) r.truncated = true;
+  r.cpu_time_ms = d.cpu_ms;
+  r.peak_memory_bytes = d.peak_rss_bytes;
+  r.termination = d.termination;
+  r.note = std::move(d.note);
+  if (r.note) cap_text(*r.note, 4096, "note", notes);
+  if (!notes.empty()) {
+    r.truncated = true;
+    std::string joined;
+    for (auto& n : notes) joined += (joined.empty() ? "" : "; ") + n;
+    r.note = r.note ? *r.note + "; " + joined : joined;
   }
   r.duration_ms = ms_since(started_);
   if (refine) refine(r);
   done_ = true;
   publish(lock);
+}
+
+std::uint64_t ExecutionImpl::footprint() const {
+  std::lock_guard lock(mutex_);
+  const Result& r = result_;
+  std::uint64_t n = r.stdout_text.size() + r.stderr_text.size() + (r.result ? r.result->size() : 0);
+  for (const auto& img : r.images) n += img.data.size() + img.mime.size();
+  if (r.error) n += r.error->name.size() + r.error->value.size() + r.error->traceback.size();
+  return n + 512;  // the rest of the record
 }
 
 void ExecutionImpl::fail(Status status, Termination why, std::string note) {

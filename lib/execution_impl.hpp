@@ -5,7 +5,9 @@
 #include <map>
 #include <mutex>
 
+#include "agent/protocol.hpp"
 #include "sandbox/execution.hpp"
+#include "sandbox/limits.hpp"
 
 namespace sandbox {
 
@@ -13,7 +15,8 @@ class SessionImpl;
 
 class ExecutionImpl final : public Execution {
  public:
-  ExecutionImpl(std::string id, std::uint32_t wire_id, ExecRequest req, std::uint64_t output_cap,
+  // `limits` gives the caps: output per stream, result, images (Limits::*_cap()).
+  ExecutionImpl(std::string id, std::uint32_t wire_id, ExecRequest req, const Limits& limits,
                 std::weak_ptr<SessionImpl> session);
 
   const std::string& id() const override { return id_; }
@@ -33,9 +36,12 @@ class ExecutionImpl final : public Execution {
   std::uint32_t wire_id() const { return wire_id_; }
   void on_started();
   void on_output(int stream, std::string_view bytes);
-  // Applies the agent's DONE payload (JSON). `refine` may adjust the result before it is
-  // published (e.g. out-of-memory from the cgroup's counters).
-  void on_done(std::string_view payload, const std::function<void(Result&)>& refine);
+  // Applies the agent's DONE, within the host's own caps (the agent's are not trusted).
+  // `refine` may adjust the result before it is published (e.g. out-of-memory from the
+  // cgroup's counters).
+  void on_done(agent::Done&& done, const std::function<void(Result&)>& refine);
+  // Bytes this execution holds (streams, result, images, error): what history counts.
+  std::uint64_t footprint() const;
   // Ends the execution without the agent (agent lost, backstop timeout).
   void fail(Status status, Termination why, std::string note);
 
@@ -46,7 +52,7 @@ class ExecutionImpl final : public Execution {
   const std::string id_;
   const std::uint32_t wire_id_;
   const Language language_;
-  const std::uint64_t output_cap_;
+  const std::uint64_t output_cap_, result_cap_, image_cap_, images_cap_;
   std::weak_ptr<SessionImpl> session_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;

@@ -5,6 +5,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <atomic>
 #include <deque>
@@ -27,6 +28,10 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   std::thread io_thread;
+  // The watchdog: the I/O loop stamps this every 250 ms; responsive() reads its age.
+  asio::steady_timer heartbeat{io};
+  std::atomic<std::int64_t> last_beat_ns{std::chrono::steady_clock::now().time_since_epoch().count()};
+  void beat();
 
   mutable std::mutex mutex;
   // A null entry reserves an id while its session starts.
@@ -104,6 +109,14 @@ std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::st
   return s;
 }
 
+void Sandbox::Impl::beat() {
+  last_beat_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  heartbeat.expires_after(std::chrono::milliseconds(250));
+  heartbeat.async_wait([this](boost::system::error_code ec) {
+    if (!ec) beat();
+  });
+}
+
 void Sandbox::Impl::fill_pool() {
   std::unique_lock lock(mutex);
   while (!stopping) {
@@ -157,6 +170,7 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
       remove_tree(e.path());
     }
   }
+  im.beat();
   im.io_thread = std::thread([this] { impl_->io.run(); });
   if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
 }
@@ -182,6 +196,7 @@ Sandbox::~Sandbox() {
   for (auto& s : all) s->close();
   all.clear();
   im.work.reset();
+  im.heartbeat.cancel();
   im.io.stop();
   if (im.io_thread.joinable()) im.io_thread.join();
   if (im.owns_state_dir) remove_tree(im.state_dir);
@@ -261,6 +276,12 @@ void Sandbox::close_session(std::string_view id) {
     ++impl_->stats.sessions_closed;
   }
   s->close();
+}
+
+bool Sandbox::responsive(std::chrono::milliseconds max_lag) const {
+  std::chrono::steady_clock::duration since_beat(std::chrono::steady_clock::now().time_since_epoch().count() -
+                                                 impl_->last_beat_ns.load());
+  return since_beat <= max_lag;
 }
 
 std::string_view Sandbox::isolation() const { return impl_->backend->name(); }

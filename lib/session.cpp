@@ -4,7 +4,9 @@
 
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
+#include <cstdio>
 #include <random>
+#include <variant>
 
 #include "files_internal.hpp"
 #include "sys/fd.hpp"
@@ -43,9 +45,16 @@ struct SessionImpl::Agent {
   bool lost = false;
   std::mutex instance_mutex;  // terminate() may race with close()'s teardown
 
-  void terminate() {
+  // Runs on the I/O thread too (backstop, lost agent): nothing may escape it there.
+  void terminate() noexcept {
     std::lock_guard lock(instance_mutex);
-    if (instance) instance->terminate();
+    try {
+      if (instance) instance->terminate();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot terminate a session's agent: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "sandbox: cannot terminate a session's agent\n");
+    }
   }
   isolation::Usage usage() {
     std::lock_guard lock(instance_mutex);
@@ -133,15 +142,15 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::start_agent(Language warm) {
   std::weak_ptr<SessionImpl> weak = weak_from_this();
   std::weak_ptr<Agent> weak_agent = a;
   a->channel->start(
-      [weak, weak_agent](agent::Frame&& f) {
+      [weak, weak_agent](agent::Decoded&& f) {
         auto self = weak.lock();
         auto ag = weak_agent.lock();
         if (self && ag) self->on_frame(ag, std::move(f));
       },
-      [weak, weak_agent] {
+      [weak, weak_agent](const std::string& why) {
         auto self = weak.lock();
         auto ag = weak_agent.lock();
-        if (self && ag) self->on_agent_lost(ag);
+        if (self && ag) self->on_agent_lost(ag, why);
       });
   if (hello.wait_for(30s) != std::future_status::ready) {
     a->terminate();
@@ -166,40 +175,41 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::agent() {
   return agent_;
 }
 
-void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f) {
-  using agent::Type;
-  switch (f.type) {
-    case Type::hello:
-      try {
-        a->hello.set_value();
-      } catch (const std::future_error&) {
-      }
-      return;
-    case Type::reply: {
-      std::lock_guard lock(mutex_);
-      if (auto it = replies_.find(f.id); it != replies_.end()) {
-        it->second.set_value(std::move(f.payload));
-        replies_.erase(it);
-      }
-      return;
+// On the I/O thread, with values agent::decode() already checked.
+void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) {
+  using namespace agent;
+  if (std::holds_alternative<Hello>(f.message)) {
+    try {
+      a->hello.set_value();
+    } catch (const std::future_error&) {
     }
-    case Type::need_kernel: {
-      // Its forked kernel died: fork another from the backend's template, or tell the
-      // agent to start its own.
-      std::vector<sys::UniqueFd> held;
-      for (int fd : a->instance->fork_python_kernel()) held.emplace_back(fd);
-      std::vector<int> fds;
-      for (auto& fd : held) fds.push_back(fd.get());
-      try {
-        if (fds.size() == 4) a->channel->send_with_fds(Type::kernel, 0, R"({"lang":"python"})", fds);
-        else a->channel->send(Type::kernel, 0, R"({"error":"no template kernel"})");
-      } catch (const Error&) {
-        // The agent is gone; on_agent_lost follows.
-      }
-      return;
-    }
-    default: break;
+    return;
   }
+  if (auto* reply = std::get_if<Reply>(&f.message)) {
+    std::lock_guard lock(mutex_);
+    if (auto it = replies_.find(f.id); it != replies_.end()) {
+      it->second.set_value(std::move(reply->json));
+      replies_.erase(it);
+    }
+    return;
+  }
+  if (std::holds_alternative<NeedKernel>(f.message)) {
+    // Its forked kernel died: fork another from the backend's template, or tell the
+    // agent to start its own.
+    std::vector<sys::UniqueFd> held;
+    for (int fd : a->instance->fork_python_kernel()) held.emplace_back(fd);
+    std::vector<int> fds;
+    for (auto& fd : held) fds.push_back(fd.get());
+    try {
+      if (fds.size() == 4) a->channel->send_with_fds(Type::kernel, 0, R"({"lang":"python"})", fds);
+      else a->channel->send(Type::kernel, 0, R"({"error":"no template kernel"})");
+    } catch (const Error&) {
+      // The agent is gone; on_agent_lost follows.
+    }
+    return;
+  }
+  const bool started = std::holds_alternative<Started>(f.message);
+  auto* done = std::get_if<Done>(&f.message);
   std::shared_ptr<ExecutionImpl> ex;
   Running done_entry;
   {
@@ -207,36 +217,34 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f) {
     auto it = running_.find(f.id);
     if (it == running_.end()) return;
     ex = it->second.exec;
-    if (f.type == Type::started) arm_backstop(it->second);
-    if (f.type == Type::done) {
+    if (started) arm_backstop(it->second);
+    if (done) {
       done_entry = std::move(it->second);
       running_.erase(it);
     }
   }
-  switch (f.type) {
-    case Type::started: ex->on_started(); break;
-    case Type::output: ex->on_output(f.stream, f.payload); break;
-    case Type::done: {
-      if (done_entry.backstop) done_entry.backstop->cancel();
-      isolation::Usage before = done_entry.usage_before;
-      ex->on_done(f.payload, [&](Result& r) { refine(r, before); });
-      touch();
-      if (ctx_.on_execution_done) ctx_.on_execution_done(ex->snapshot({0, 0}));
-      break;
+  if (started) {
+    ex->on_started();
+  } else if (auto* out = std::get_if<Output>(&f.message)) {
+    ex->on_output(out->stream, out->bytes);
+  } else if (done) {
+    if (done_entry.backstop) done_entry.backstop->cancel();
+    isolation::Usage before = done_entry.usage_before;
+    ex->on_done(std::move(*done), [&](Result& r) { refine(r, before, *a); });
+    touch();
+    {
+      std::lock_guard lock(mutex_);
+      trim_history();
     }
-    default: break;
+    if (ctx_.on_execution_done) ctx_.on_execution_done(ex->snapshot({0, 0}));
   }
 }
 
-void SessionImpl::refine(Result& r, const isolation::Usage& before) {
+// Runs under the execution's lock: it must not take the session's (trim_history() takes
+// them the other way round).
+void SessionImpl::refine(Result& r, const isolation::Usage& before, Agent& a) {
   if (r.status == Status::finished) return;
-  std::shared_ptr<Agent> a;
-  {
-    std::lock_guard lock(mutex_);
-    a = agent_;
-  }
-  if (!a) return;
-  isolation::Usage now = a->usage();
+  isolation::Usage now = a.usage();
   // The cgroup's counters tell what a bare SIGKILL or failed fork cannot.
   if (now.oom_kills && before.oom_kills && *now.oom_kills > *before.oom_kills) {
     r.termination = Termination::out_of_memory;
@@ -249,7 +257,7 @@ void SessionImpl::refine(Result& r, const isolation::Usage& before) {
   }
 }
 
-void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a) {
+void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::string& why) {
   std::map<std::uint32_t, Running> running;
   std::map<std::uint32_t, std::promise<std::string>> replies;
   {
@@ -274,6 +282,10 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a) {
     if (r.backstop) r.backstop->cancel();
     if (closing) {
       r.exec->fail(Status::killed, Termination::cancelled, "the session was closed");
+    } else if (!why.empty()) {
+      // The host cut it off (a malformed frame, or it stopped reading): it is killed below.
+      r.exec->fail(Status::failed, Termination::kernel_died,
+                   "the session's agent was stopped (" + why + "); its processes were killed and it was restarted");
     } else {
       r.exec->fail(Status::failed, Termination::kernel_died,
                    "the session's agent exited; its processes were killed and it was restarted");
@@ -312,23 +324,7 @@ std::string SessionImpl::request(agent::Type type, const std::string& payload) {
 std::vector<ProcessInfo> SessionImpl::processes() {
   check_open();
   touch();
-  json j = json::parse(request(agent::Type::list, "{}"), nullptr, false);
-  std::vector<ProcessInfo> out;
-  if (!j.is_array()) return out;
-  for (const auto& p : j) {
-    if (!p.is_object()) continue;
-    ProcessInfo info;
-    info.pid = p.value("pid", 0);
-    info.ppid = p.value("ppid", 0);
-    info.name = p.value("name", "");
-    info.cmdline = p.value("cmdline", "");
-    info.state = p.value("state", "");
-    info.rss_bytes = p.value("rss_bytes", std::uint64_t{0});
-    info.cpu_time_ms = p.value("cpu_time_ms", std::uint64_t{0});
-    info.start_time = p.value("start_time", std::int64_t{0});
-    out.push_back(std::move(info));
-  }
-  return out;
+  return agent::decode_processes(request(agent::Type::list, "{}"));
 }
 
 void SessionImpl::kill(int pid, int signal) {
@@ -336,10 +332,9 @@ void SessionImpl::kill(int pid, int signal) {
   touch();
   if (pid <= 0) throw Error(errc::not_found, "no process " + std::to_string(pid) + " in this session");
   if (signal <= 0 || signal >= 65) throw Error(errc::invalid_argument, "bad signal number");
-  json j = json::parse(request(agent::Type::kill, json{{"pid", pid}, {"signal", signal}}.dump()), nullptr, false);
-  if (j.is_object() && j.contains("error")) {
-    std::string e = j.value("error", "");
-    if (e == "unavailable") throw Error(errc::unavailable, "the session's agent is restarting");
+  auto error = agent::decode_kill_reply(request(agent::Type::kill, json{{"pid", pid}, {"signal", signal}}.dump()));
+  if (error) {
+    if (*error == "unavailable") throw Error(errc::unavailable, "the session's agent is restarting");
     throw Error(errc::not_found, "no process " + std::to_string(pid) + " in this session");
   }
 }
@@ -376,13 +371,16 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
                   {"stdin", req.stdin_text},
                   {"timeout_ms", timeout.count()},
                   {"fresh", req.fresh},
-                  {"output_cap", limits_.output_bytes}};
+                  {"output_cap", limits_.output_bytes},
+                  {"caps", {{"result", limits_.result_cap()},
+                            {"image", limits_.image_cap()},
+                            {"images", limits_.images_cap()}}}};
   std::string text = payload.dump(-1, ' ', false, json::error_handler_t::replace);
   std::uint32_t wire;
   {
     std::lock_guard lock(mutex_);
     wire = next_wire_id_++;
-    ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_.output_bytes,
+    ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_,
                                          weak_from_this());
   }
   entry.exec = ex;
@@ -394,17 +392,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
     running_.emplace(wire, std::move(entry));
     executions_.emplace(ex->id(), ex);
     latest_ = ex;
-    // Keep a bounded history: the oldest finished executions go first.
-    while (executions_.size() > 64) {
-      auto victim = executions_.end();
-      for (auto it = executions_.begin(); it != executions_.end(); ++it) {
-        if (it->second->done() && it->second != latest_ &&
-            (victim == executions_.end() || it->second->wire_id() < victim->second->wire_id()))
-          victim = it;
-      }
-      if (victim == executions_.end()) break;
-      executions_.erase(victim);
-    }
+    trim_history();
   }
   try {
     a->channel->send(agent::Type::run, wire, text);
@@ -412,6 +400,24 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
     ex->fail(Status::failed, Termination::kernel_died, "the session's agent is gone; try again");
   }
   return ex;
+}
+
+// Keeps a bounded history, in bytes (Limits::history_cap()) and in count: the oldest
+// finished executions go first; the latest and the running ones always stay.
+void SessionImpl::trim_history() {
+  std::uint64_t total = 0;
+  for (auto& [id, e] : executions_) total += e->footprint();
+  while (total > limits_.history_cap() || executions_.size() > max_history) {
+    auto victim = executions_.end();
+    for (auto it = executions_.begin(); it != executions_.end(); ++it) {
+      if (it->second->done() && it->second != latest_ &&
+          (victim == executions_.end() || it->second->wire_id() < victim->second->wire_id()))
+        victim = it;
+    }
+    if (victim == executions_.end()) break;
+    total -= std::min(total, victim->second->footprint());
+    executions_.erase(victim);
+  }
 }
 
 std::shared_ptr<Execution> SessionImpl::latest() const {

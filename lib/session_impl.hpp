@@ -69,10 +69,12 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   void check_open() const;
   std::shared_ptr<Agent> agent();  // launches again if the previous agent died
   std::shared_ptr<Agent> start_agent(Language warm);
-  void on_frame(const std::shared_ptr<Agent>& a, agent::Frame&& f);
-  void on_agent_lost(const std::shared_ptr<Agent>& a);
+  void on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f);
+  // `why` is empty when the agent exited, else why the host cut it off.
+  void on_agent_lost(const std::shared_ptr<Agent>& a, const std::string& why = {});
+  void trim_history();  // with mutex_ held
   std::string request(agent::Type type, const std::string& payload);
-  void refine(Result& r, const isolation::Usage& before);
+  void refine(Result& r, const isolation::Usage& before, Agent& a);
 
   SessionContext ctx_;
   std::string id_, owner_;
@@ -93,6 +95,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   std::shared_ptr<ExecutionImpl> latest_;
   std::map<std::uint32_t, std::promise<std::string>> replies_;
   std::uint32_t next_wire_id_ = 1;
+  static constexpr std::size_t max_history = 64;  // executions kept, besides the byte bound
 };
 
 }  // namespace sandbox

@@ -21,6 +21,18 @@ struct Limits {
   std::chrono::seconds cpu_time{300};          // CPU seconds per process (RLIMIT_CPU)
   std::uint32_t open_files = 1024;             // per process (RLIMIT_NOFILE)
   double cpus = 1.0;                           // CPU share, in cores (cgroup quota)
+  // Caps the host applies to what an execution returns besides its streams (0 = the
+  // default, tied to output_bytes); over a cap: cut or dropped, truncated and a note.
+  std::uint64_t result_bytes = 0;              // the last expression's value; 0 = output_bytes
+  std::uint64_t image_bytes = 0;               // one image, base64; 0 = 4 x output_bytes
+  std::uint64_t images_bytes = 0;              // all images of one execution; 0 = 8 x output_bytes
+  std::uint64_t history_bytes = 0;             // past executions a session keeps; 0 = 16 x output_bytes
+
+  // The caps in effect (the defaults resolved).
+  std::uint64_t result_cap() const { return result_bytes ? result_bytes : output_bytes; }
+  std::uint64_t image_cap() const { return image_bytes ? image_bytes : 4 * output_bytes; }
+  std::uint64_t images_cap() const { return images_bytes ? images_bytes : 8 * output_bytes; }
+  std::uint64_t history_cap() const { return history_bytes ? history_bytes : 16 * output_bytes; }
 
   // Throws sandbox::Error(invalid_argument) naming the first field out of range.
   void validate() const;

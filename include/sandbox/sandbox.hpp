@@ -7,6 +7,7 @@
 //   auto r = s->run({.code = "x = 20\nx * 2 + 2"});   // r.result == "42"
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -58,6 +59,9 @@ class Sandbox {
   // Throws not_found.
   void close_session(std::string_view id);
 
+  // The watchdog: false when the library's I/O loop (which serves every session's agent)
+  // has not turned for `max_lag`. A liveness probe (`/healthz`) asks this.
+  bool responsive(std::chrono::milliseconds max_lag = std::chrono::seconds(5)) const;
   std::string_view isolation() const;   // the backend in use
   const Options& options() const;
   Stats stats() const;

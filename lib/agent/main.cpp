@@ -149,6 +149,7 @@ struct Execution {
   std::int64_t timeout_ms = kDefaultTimeoutMs;
   bool fresh = false;
   std::size_t cap = kDefaultCap;
+  json caps = json::object();  // the host's result and image caps, handed to the kernel
   bool started = false;
   Clock::time_point start{};
   std::optional<Clock::time_point> deadline;
@@ -633,6 +634,7 @@ void Agent::on_run(std::uint32_t id, const std::string& payload) {
     if (auto v = j.find("timeout_ms"); v != j.end() && v->is_number()) ex.timeout_ms = v->get<std::int64_t>();
     if (auto v = j.find("fresh"); v != j.end() && v->is_boolean()) ex.fresh = v->get<bool>();
     if (auto v = j.find("output_cap"); v != j.end() && v->is_number_unsigned()) ex.cap = v->get<std::size_t>();
+    if (auto v = j.find("caps"); v != j.end() && v->is_object() && v->size() <= 8) ex.caps = *v;
     if (ex.lang == Lang::shell) return start_shell(ex);
     if (ex.fresh) {
       Kernel* k = start_kernel(ex.lang, true);
@@ -916,7 +918,7 @@ void Agent::pump_queue(Lang lang) {
 }
 
 void Agent::send_request(Kernel& k, Execution& e) {
-  json req{{"code", e.code}, {"stdin", e.stdin_text}};
+  json req{{"code", e.code}, {"stdin", e.stdin_text}, {"caps", e.caps}};
   k.pending += kernel_frame(req.dump(-1, ' ', false, json::error_handler_t::replace));
   k.current = e.id;
   e.kernel = &k;

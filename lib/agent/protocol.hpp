@@ -6,7 +6,7 @@
 //
 // host -> agent                               agent -> host
 //   RUN id {lang, code, stdin, timeout_ms,      HELLO 0 {pid, version}          (once, ready)
-//           fresh, output_cap}                  STARTED id {}                   (exec began)
+//           fresh, output_cap, caps}            STARTED id {}                   (exec began)
 //   CANCEL id {}                                OUTPUT id stream=1|2 <bytes>
 //   LIST id {}          -> REPLY id [procs]     DONE id {status, exit_code, result, images,
 //   KILL id {pid, signal} -> REPLY id {ok|error}        error, truncated, cpu_ms, peak_rss,
@@ -24,6 +24,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
+
+#include "sandbox/processes.hpp"
+#include "sandbox/result.hpp"
 
 namespace sandbox::agent {
 
@@ -69,6 +74,57 @@ class Decoder {
   std::string buf_;
   std::size_t pos_ = 0;
 };
+
+// ---- agent -> host, decoded -----------------------------------------------------------
+// Everything an agent sends is untrusted (session code may have rewritten it): decode()
+// is the one place that checks a frame's type, size, JSON depth and field types, and the
+// host consumes only these typed values. A frame that does not fit marks the agent broken.
+
+inline constexpr std::size_t max_control_payload = 4u << 20;  // HELLO, STARTED, REPLY, ...
+inline constexpr int max_json_depth = 16;
+
+struct Hello {
+  std::int64_t pid = 0;
+  std::string version;
+};
+struct Started {};
+struct Output {
+  int stream = 1;  // 1 stdout, 2 stderr
+  std::string bytes;
+};
+struct Done {
+  Status status = Status::failed;
+  std::optional<int> exit_code;
+  std::optional<std::string> result;
+  std::vector<Image> images;
+  std::optional<ErrorInfo> error;
+  bool truncated = false;
+  std::optional<std::uint64_t> cpu_ms;
+  std::optional<std::uint64_t> peak_rss_bytes;
+  Termination termination = Termination::none;
+  std::optional<std::string> note;
+};
+struct Reply {
+  std::string json;  // well-formed JSON within the depth bound; typed by the requester
+};
+struct NeedKernel {
+  std::string lang;
+};
+using Message = std::variant<Hello, Started, Output, Done, Reply, NeedKernel>;
+
+struct Decoded {
+  std::uint32_t id = 0;
+  Message message;
+};
+
+// Throws sandbox::Error(internal) naming what is wrong with the frame; nothing else.
+Decoded decode(Frame&& f);
+// REPLY payloads, by request. Throw sandbox::Error(internal) on a malformed reply.
+std::vector<ProcessInfo> decode_processes(std::string_view reply);
+// KILL's reply: nullopt when it worked, else the agent's error word ("not_found", ...).
+std::optional<std::string> decode_kill_reply(std::string_view reply);
+// True when `text`'s arrays and objects nest at most `max_depth` deep (strings skipped).
+bool json_depth_within(std::string_view text, int max_depth);
 
 // Blocking helpers for the agent and tests: write all / read one frame (nullopt at EOF).
 void write_frame(int fd, Type type, std::uint32_t id, std::string_view payload,

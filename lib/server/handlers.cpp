@@ -80,7 +80,11 @@ json limits_json(const Limits& l) {
           {"upload_bytes", l.upload_bytes},
           {"cpu_time", l.cpu_time.count()},
           {"open_files", l.open_files},
-          {"cpus", l.cpus}};
+          {"cpus", l.cpus},
+          {"result_bytes", l.result_cap()},
+          {"image_bytes", l.image_cap()},
+          {"images_bytes", l.images_cap()},
+          {"history_bytes", l.history_cap()}};
 }
 
 // Limits a client asks for: the server's defaults are the ceilings, a client may only
@@ -107,6 +111,10 @@ Limits parse_limits(const json& j, const Limits& ceiling) {
     else if (key == "disk_bytes") l.disk_bytes = above(*opt_count(one, key), ceiling.disk_bytes);
     else if (key == "output_bytes") l.output_bytes = above(*opt_count(one, key), ceiling.output_bytes);
     else if (key == "upload_bytes") l.upload_bytes = above(*opt_count(one, key), ceiling.upload_bytes);
+    else if (key == "result_bytes") l.result_bytes = above(*opt_count(one, key), ceiling.result_cap());
+    else if (key == "image_bytes") l.image_bytes = above(*opt_count(one, key), ceiling.image_cap());
+    else if (key == "images_bytes") l.images_bytes = above(*opt_count(one, key), ceiling.images_cap());
+    else if (key == "history_bytes") l.history_bytes = above(*opt_count(one, key), ceiling.history_cap());
     else if (key == "max_processes")
       l.max_processes = static_cast<std::uint32_t>(
           above(*opt_count(one, key), std::uint64_t{ceiling.max_processes}));
@@ -188,8 +196,10 @@ struct Subscription {
 // ---- routes ------------------------------------------------------------------------
 
 asio::awaitable<void> healthz(Shared& sh, Exchange& x) {
-  json j = {{"status", "ok"}, {"isolation", sh.sandbox.isolation()}};
-  co_await x.reply(200, dump(j));
+  // Liveness: a library I/O loop stuck for 5 s serves no session's agent.
+  bool live = sh.sandbox.responsive(std::chrono::seconds(5));
+  json j = {{"status", live ? "ok" : "stalled"}, {"isolation", sh.sandbox.isolation()}};
+  co_await x.reply(live ? 200 : 503, dump(j));
 }
 
 asio::awaitable<void> metrics(Shared& sh, Exchange& x) {

@@ -278,3 +278,59 @@ TEST_F(SessionTest, QueuedRunsTimeoutCountsFromItsStartNotItsSubmission) {
   EXPECT_EQ(r2.status, Status::finished) << to_json(r2);
   EXPECT_EQ(r2.result, "2");
 }
+
+// Issue 11, item 5: the host caps the result with its own limit, whole UTF-8 characters only.
+TEST(ResultCaps, ResultOverItsCapIsCutWithANote) {
+  Options o = rlimit_options();
+  o.limits.result_bytes = 4096;
+  Sandbox sb(o);
+  auto s = sb.create_session({});
+  Result r = s->run({.code = "'\\u00e9' * 10000"});
+  EXPECT_EQ(r.status, Status::finished) << to_json(r);
+  ASSERT_TRUE(r.result);
+  EXPECT_LE(r.result->size(), 4096u);
+  EXPECT_GT(r.result->size(), 4000u);
+  // Every cut character is whole: the repr's quote, then two-byte characters only.
+  EXPECT_EQ((r.result->size() - 1) % 2, 0u);
+  EXPECT_TRUE(r.truncated);
+  ASSERT_TRUE(r.note);
+  EXPECT_NE(r.note->find("result cut to 4096"), std::string::npos) << *r.note;
+  r = s->run({.code = "'short'"});
+  EXPECT_EQ(r.result, "'short'");
+  EXPECT_FALSE(r.truncated);
+}
+
+// The history a session keeps is bounded in bytes: the oldest finished executions go, the
+// latest stays whatever its size.
+TEST(ResultCaps, HistoryIsBoundedInBytes) {
+  Options o = rlimit_options();
+  o.limits.history_bytes = 4u << 20;
+  Sandbox sb(o);
+  auto s = sb.create_session({});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    auto ex = s->start({.code = "print('A' * ((1 << 20) - 100))"});
+    ids.push_back(ex->id());
+    Result r = ex->wait();
+    ASSERT_EQ(r.status, Status::finished) << to_json(r);
+  }
+  int kept = 0;
+  for (const auto& id : ids) {
+    try {
+      s->execution(id);
+      ++kept;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code_value(), errc::not_found);
+    }
+  }
+  EXPECT_GE(kept, 1);
+  EXPECT_LE(kept, 4) << "10 executions of 1 MiB each, 4 MiB of history";
+  EXPECT_EQ(s->latest()->id(), ids.back());
+  EXPECT_NO_THROW(s->execution(ids.back()));
+  EXPECT_THROW(s->execution(ids.front()), Error);
+}
+
+TEST(SandboxTest, TheIOLoopIsResponsive) {
+  Sandbox sb(rlimit_options());
+  EXPECT_TRUE(sb.responsive(std::chrono::seconds(5)));
+}
