@@ -59,6 +59,9 @@ class Sandbox {
   void close_session(std::string_view id);
 
   std::string_view isolation() const;   // the backend in use
+  // "" when a new session could be created now, else why not (no host path): descriptors
+  // near the limit, the state dir out of inodes or space, the agent or backend missing.
+  std::string readiness() const;
   const Options& options() const;
   Stats stats() const;
 
