@@ -294,7 +294,8 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
     // only "chunked" alone; with a Content-Length beside it the framing is ambiguous.
     if (auto te = parser.get().find(http::field::transfer_encoding); te != parser.get().end()) {
       bool both = parser.get().find(http::field::content_length) != parser.get().end();
-      if (both || !beast::iequals(te->value(), "chunked")) {
+      bool one = parser.get().count(http::field::transfer_encoding) == 1;
+      if (both || !one || !beast::iequals(te->value(), "chunked")) {
         if (both)
           co_await reject(stream, 400, errc::invalid_argument,
                           "Transfer-Encoding and Content-Length together are refused");

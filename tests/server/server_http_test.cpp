@@ -225,6 +225,8 @@ TEST_F(ServerTest, TransferEncodingOtherThanChunkedIsRefused) {
   EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
   out = raw_exchange(port(), head + "Transfer-Encoding: xchunked\r\n\r\n");
   EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
+  out = raw_exchange(port(), head + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
   // Plain chunked still works.
   out = raw_exchange(port(), head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n11\r\n" +
                                  body + "\r\n0\r\n\r\n");
