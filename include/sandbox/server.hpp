@@ -50,7 +50,7 @@ struct Options {
   // Hostile-client limits.
   std::size_t header_limit = 16 * 1024;          // request line + headers; over: 431
   std::size_t json_body_limit = 64 * 1024;       // JSON bodies other than exec; over: 413
-  std::size_t exec_body_limit = 40u << 20;       // exec bodies (16 MiB of code, JSON-escaped); over: 413
+  std::size_t exec_body_limit = 20u << 20;       // exec bodies (16 MiB of code plus escaping and stdin); over: 413
   std::chrono::seconds header_timeout{10};       // a started request header must be complete; then 408
   std::chrono::seconds read_timeout{10};         // a request body must bring body_min_bytes per this; else 408
   std::size_t body_min_bytes = 1024;             // (an upload at 2 KB/s keeps going; a trickle is cut)
