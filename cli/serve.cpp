@@ -32,6 +32,10 @@ and close every session.
   --memory MB          session memory limit in MiB (default 512)
   --warm-pool N        keep N ready sessions in reserve (default 0)
   --threads N          I/O threads (default 2)
+  --max-connections N  connection cap (default 20000, at most half the open-file limit)
+  --header-timeout S   a started request header must be complete in S seconds (default 10; 408)
+  --body-timeout S     a request body must bring 1 KiB every S seconds (default 10; 408)
+  --write-timeout S    drop a client that takes none of an answer for S seconds (default 30)
 
 Placement (docs/kubernetes.md): where new sessions run.
   --placement MODE     local (default) | kubernetes (a pod per session) | hybrid (the local
@@ -120,6 +124,10 @@ int serve_main(int argc, char** argv) {
     else if (a == "--memory") so.limits.memory_bytes = number(a, value()) << 20;
     else if (a == "--warm-pool") so.warm_pool = number(a, value());
     else if (a == "--threads") o.io_threads = std::max<std::uint64_t>(1, number(a, value()));
+    else if (a == "--max-connections") o.max_connections = std::max<std::uint64_t>(1, number(a, value()));
+    else if (a == "--header-timeout") o.header_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
+    else if (a == "--body-timeout") o.read_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
+    else if (a == "--write-timeout") o.write_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--placement") go.placement.mode = placement::mode_from_string(value());
     else if (a == "--kubeconfig") go.placement.kubeconfig = std::string(value());

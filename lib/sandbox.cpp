@@ -1,7 +1,11 @@
 #include "sandbox/sandbox.hpp"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -285,6 +289,32 @@ bool Sandbox::responsive(std::chrono::milliseconds max_lag) const {
 }
 
 std::string_view Sandbox::isolation() const { return impl_->backend->name(); }
+
+std::string Sandbox::readiness() const {
+  // What every new session needs at least: a few descriptors in this process, a few inodes
+  // and some space in the state dir, and the agent in the runtime dir. Reasons name no path.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    std::uint64_t open = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (::readdir(d)) ++open;
+      ::closedir(d);
+    }
+    if (open + 64 > rl.rlim_cur) return "the server is near its open-file limit";
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < impl_->options.limits.open_files)
+      return "the server's open-file limit is below the sessions' open_files limit";
+  }
+  struct statvfs vfs {};
+  if (::statvfs(impl_->state_dir.c_str(), &vfs) != 0) return "the state directory is unreadable";
+  if (vfs.f_files > 0 && vfs.f_favail < 64) return "the state directory is out of inodes";
+  if (static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < (16u << 20))
+    return "the state directory is out of space";
+  if (::access((impl_->options.runtime_dir / "sandbox-agent").c_str(), X_OK) != 0)
+    return "the runtime directory has no agent";
+  if (auto support = impl_->backend->probe(); !support.available)
+    return "the isolation backend is unavailable";
+  return {};
+}
 const Options& Sandbox::options() const { return impl_->options; }
 
 Stats Sandbox::stats() const {

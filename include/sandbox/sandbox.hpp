@@ -63,6 +63,9 @@ class Sandbox {
   // has not turned for `max_lag`. A liveness probe (`/healthz`) asks this.
   bool responsive(std::chrono::milliseconds max_lag = std::chrono::seconds(5)) const;
   std::string_view isolation() const;   // the backend in use
+  // "" when a new session could be created now, else why not (no host path): descriptors
+  // near the limit, the state dir out of inodes or space, the agent or backend missing.
+  std::string readiness() const;
   const Options& options() const;
   Stats stats() const;
 

@@ -49,10 +49,20 @@ struct Options {
 
   // Hostile-client limits.
   std::size_t header_limit = 16 * 1024;          // request line + headers; over: 431
-  std::size_t json_body_limit = 8 * 1024 * 1024; // JSON request bodies; over: 413
-  std::chrono::seconds read_timeout{30};         // a request body must keep arriving
+  std::size_t json_body_limit = 64 * 1024;       // JSON bodies other than exec; over: 413
+  std::size_t exec_body_limit = 20u << 20;       // exec bodies (16 MiB of code plus escaping and stdin); over: 413
+  std::chrono::seconds header_timeout{10};       // a started request header must be complete; then 408
+  std::chrono::seconds read_timeout{10};         // a request body must bring body_min_bytes per this; else 408
+  std::size_t body_min_bytes = 1024;             // (an upload at 2 KB/s keeps going; a trickle is cut)
+  std::chrono::seconds write_timeout{30};        // a client that takes none of our answer this long is dropped
+  std::size_t output_budget = 256 * 1024;        // bytes of a streamed answer held for one connection
   std::chrono::seconds keepalive_timeout{75};    // an idle connection is closed after this
-  std::size_t max_connections = 20000;           // accepted beyond this are closed at once
+  std::chrono::seconds pressure_keepalive{5};    // ... or this, once half the connection cap is in use
+  // Accepted beyond min(this, RLIMIT_NOFILE / 2) are closed at once: the other half of the
+  // descriptors stays for sessions. Near the cap the oldest idle connections are closed first.
+  std::size_t max_connections = 20000;
+  std::size_t linger_bytes = 32u << 20;          // after an early answer, read and drop this much
+  std::chrono::seconds linger_timeout{5};        // ... for at most this long, so the client reads it
   std::size_t max_pipelined = 32;                // requests queued back to back; then 429
   std::chrono::milliseconds max_wait{60'000};    // cap on ?wait=MS long-polls
   // GET /{sid}/result without ?wait answers at the first change (new output, the end) or

@@ -41,6 +41,26 @@ asio::awaitable<bool> Signal::wait_until(std::chrono::steady_clock::time_point d
   co_return fired;
 }
 
+Deadline::Deadline(Stream& stream)
+    : st_(std::make_shared<State>(State{&stream})), timer_(stream.get_executor()) {}
+
+void Deadline::arm(std::chrono::steady_clock::time_point at) {
+  st_->armed = true;
+  st_->expired = false;
+  timer_.expires_at(at);
+  timer_.async_wait([st = st_](const error_code& ec) {
+    if (ec || !st->armed) return;  // disarmed or re-armed meanwhile
+    st->expired = true;
+    error_code ignored;
+    st->stream->socket().cancel(ignored);
+  });
+}
+
+void Deadline::disarm() {
+  st_->armed = false;
+  timer_.cancel();
+}
+
 bool Exchange::has_body() const {
   return parser_.chunked() || parser_.content_length().value_or(0) > 0;
 }
@@ -62,24 +82,43 @@ asio::awaitable<std::string> Exchange::read_body(std::size_t limit) {
 asio::awaitable<void> Exchange::read_body(std::uint64_t limit,
                                           const std::function<void(std::string_view)>& sink) {
   if (chunk_.empty()) chunk_.resize(kChunk);
+  // The deadline is by progress, not by chunk: each window of read_timeout must bring
+  // body_min_bytes, so a slow but steady upload goes on and a trickle is cut with a 408.
+  const auto interval = shared_.options.read_timeout;
+  const std::uint64_t min_bytes = shared_.options.body_min_bytes;
+  auto window_end = std::chrono::steady_clock::now() + interval;
+  std::uint64_t window_bytes = 0;
   std::uint64_t total = 0;
+  Deadline deadline(stream_);
   while (!parser_.is_done()) {
     auto& body = parser_.get().body();
     body.data = chunk_.data();
     body.size = chunk_.size();
-    stream_.expires_after(shared_.options.read_timeout);
+    stream_.expires_never();
+    deadline.arm(window_end);
     error_code ec;
-    co_await http::async_read(stream_, buffer_, parser_, asio::redirect_error(use_awaitable, ec));
+    co_await http::async_read_some(stream_, buffer_, parser_,
+                                   asio::redirect_error(use_awaitable, ec));
+    deadline.disarm();
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       keep_alive = false;
-      if (ec == beast::error::timeout)
-        throw Error(errc::timeout, "the request body stopped arriving");
+      if (deadline.expired()) {
+        client_too_slow = true;
+        throw Error(errc::timeout,
+                    fmt::format("the request body arrived slower than {} bytes in {} s",
+                                min_bytes, interval.count()));
+      }
       throw Error(errc::invalid_argument, "cannot read the request body: " + ec.message());
     }
     std::size_t n = chunk_.size() - body.size;
     total += n;
     bytes_in += n;
+    window_bytes += n;
+    if (window_bytes >= min_bytes) {
+      window_end = std::chrono::steady_clock::now() + interval;
+      window_bytes = 0;
+    }
     if (total > limit) {
       too_large_context = true;
       keep_alive = false;
@@ -108,10 +147,11 @@ asio::awaitable<void> Exchange::reply(int st, std::string body, std::string_view
   res.set(http::field::content_type, bsv(content_type));
   res.keep_alive(keep_alive);
   res.prepare_payload();
+  if (head()) res.body().clear();  // the same headers (Content-Length too), no body
   status = st;
   responded = true;
   bytes_out += res.body().size();
-  stream_.expires_after(shared_.options.read_timeout);
+  stream_.expires_after(shared_.options.write_timeout);
   error_code ec;
   co_await http::async_write(stream_, res, asio::redirect_error(use_awaitable, ec));
   if (ec) keep_alive = false;
@@ -130,7 +170,7 @@ asio::awaitable<void> Exchange::reply_header(http::response<http::empty_body>& r
   status = res.result_int();
   responded = true;
   http::response_serializer<http::empty_body> sr{res};
-  stream_.expires_after(shared_.options.read_timeout);
+  stream_.expires_after(shared_.options.write_timeout);
   error_code ec;
   co_await http::async_write_header(stream_, sr, asio::redirect_error(use_awaitable, ec));
   if (ec) {
@@ -140,7 +180,10 @@ asio::awaitable<void> Exchange::reply_header(http::response<http::empty_body>& r
 }
 
 asio::awaitable<void> Exchange::write(std::string_view bytes) {
-  stream_.expires_after(shared_.options.read_timeout);
+  if (head()) co_return;
+  // A client that takes none of this within write_timeout is dropped: what we hold for it
+  // is this one write (handlers keep each under output_budget), never a growing queue.
+  stream_.expires_after(shared_.options.write_timeout);
   error_code ec;
   co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
                              asio::redirect_error(use_awaitable, ec));
@@ -205,27 +248,63 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
   // bounds how much a client can make us hold before we answer.
   beast::flat_buffer buffer(opt.header_limit + 4096);
   std::size_t pipelined = 0;
+  Deadline header_deadline(stream);
   bool linger = false;  // we answered before reading all the client sent
   while (!shared.stopping.load(std::memory_order_relaxed)) {
     Parser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // each route checks its own
     pipelined = buffer.size() > 0 ? pipelined + 1 : 0;
-    stream.expires_after(opt.keepalive_timeout);
     error_code ec;
+    if (buffer.size() == 0) {
+      // Idle until the next request starts: the keep-alive timeout, shorter under pressure.
+      stream.expires_after(shared.under_pressure()
+                               ? std::min(opt.keepalive_timeout, opt.pressure_keepalive)
+                               : opt.keepalive_timeout);
+      auto n = co_await stream.async_read_some(buffer.prepare(4096),
+                                               asio::redirect_error(use_awaitable, ec));
+      if (ec) break;  // gone, idle too long, evicted or stopping: nothing to answer
+      buffer.commit(n);
+    }
+    // A request has begun: its header must be complete within header_timeout (slowloris).
+    stream.expires_never();
+    header_deadline.arm(std::chrono::steady_clock::now() + opt.header_timeout);
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(use_awaitable, ec));
+    header_deadline.disarm();
+    if (ec && header_deadline.expired()) ec = beast::error::timeout;
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
         co_await reject(stream, 431, errc::resource_exhausted, "request header fields too large");
         linger = true;
+      } else if (ec == beast::error::timeout) {
+        co_await reject(stream, 408, errc::timeout,
+                        fmt::format("the request header was not complete within {} s",
+                                    opt.header_timeout.count()));
+        linger = true;
       } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
-               ec != beast::error::timeout && ec != asio::error::operation_aborted &&
-               ec != asio::error::connection_reset && ec != asio::error::bad_descriptor) {
+                 ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
+                 ec != asio::error::bad_descriptor) {
         co_await reject(stream, 400, errc::invalid_argument, "malformed request: " + ec.message());
         linger = true;
       }
       break;
+    }
+    // Framing we do not implement is refused before anything reads a body (RFC 9112 6.1):
+    // only "chunked" alone; with a Content-Length beside it the framing is ambiguous.
+    if (auto te = parser.get().find(http::field::transfer_encoding); te != parser.get().end()) {
+      bool both = parser.get().find(http::field::content_length) != parser.get().end();
+      bool one = parser.get().count(http::field::transfer_encoding) == 1;
+      if (both || !one || !beast::iequals(te->value(), "chunked")) {
+        if (both)
+          co_await reject(stream, 400, errc::invalid_argument,
+                          "Transfer-Encoding and Content-Length together are refused");
+        else
+          co_await reject(stream, 501, errc::invalid_argument,
+                          "only Transfer-Encoding: chunked is implemented");
+        linger = true;
+        break;
+      }
     }
     state->busy = true;
     auto start = std::chrono::steady_clock::now();
@@ -272,10 +351,12 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (linger) {
     // Closing with unread input makes the kernel send RST, which can destroy our answer
-    // (a 413 or 431) before the client reads it: read and drop for a moment first.
-    stream.expires_after(std::chrono::seconds(1));
-    std::vector<char> sink(16 * 1024);
-    for (std::size_t total = 0; total < (4u << 20);) {
+    // (a 413, 401 or 431) before the client reads it; clients that send the whole body
+    // before reading (Python's urllib) would see "Broken pipe". Read and drop what the
+    // client still sends, bounded in bytes and time.
+    stream.expires_after(opt.linger_timeout);
+    std::vector<char> sink(64 * 1024);
+    for (std::size_t total = 0; total < opt.linger_bytes;) {
       auto n = co_await stream.async_read_some(asio::buffer(sink),
                                                asio::redirect_error(use_awaitable, ec));
       if (ec) break;

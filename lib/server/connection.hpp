@@ -18,7 +18,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
-#include <unordered_map>
+#include <map>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <vector>
 
@@ -67,12 +67,34 @@ class Signal {
   std::shared_ptr<State> st_;
 };
 
-// What the server's stop() needs to reach a live connection (touched only on its strand).
+// Cancels the stream's pending operations at a deadline without closing the socket (a
+// tcp_stream timeout closes it), so a late client can still be told so (408).
+class Deadline {
+ public:
+  explicit Deadline(Stream& stream);
+  ~Deadline() { disarm(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  void arm(std::chrono::steady_clock::time_point at);
+  void disarm();
+  bool expired() const { return st_->expired; }
+
+ private:
+  struct State {
+    Stream* stream;
+    bool armed = false, expired = false;
+  };
+  std::shared_ptr<State> st_;
+  asio::steady_timer timer_;
+};
+
+// What the server's stop() and the connection cap need to reach a live connection (touched on
+// its strand, but for `busy`).
 struct ConnectionState {
   explicit ConnectionState(asio::any_io_executor e) : ex(e), signal(e) {}
   asio::any_io_executor ex;
   Stream* stream = nullptr;  // null once the connection ended
-  bool busy = false;         // inside a request
+  std::atomic<bool> busy{false};  // inside a request (read by the acceptor to pick idle ones)
   Signal signal;             // long-polls and event streams wait on this
 };
 
@@ -91,11 +113,17 @@ struct Shared {
   std::string openapi;  // generated once
   std::atomic<bool> stopping{false};
 
-  // Live connections, for stop().
+  // Live connections, for stop() and the connection cap (ordered: oldest first).
   std::mutex mu;
   std::condition_variable drained;
-  std::unordered_map<std::uint64_t, std::shared_ptr<ConnectionState>> connections;
+  std::map<std::uint64_t, std::shared_ptr<ConnectionState>> connections;
   std::uint64_t next_connection = 0;
+  std::size_t connection_cap = 0;  // min(options.max_connections, RLIMIT_NOFILE / 2)
+  // Past half the cap, idle connections get pressure_keepalive instead of keepalive_timeout.
+  bool under_pressure() {
+    std::lock_guard lock(mu);
+    return connections.size() * 2 >= connection_cap;
+  }
 
   // Executions started over HTTP, until they end (for the latency histogram).
   struct Tracked {
@@ -148,8 +176,11 @@ class Exchange {
     return cl ? std::optional<std::uint64_t>(*cl) : std::nullopt;
   }
   bool has_body() const;
+  // HEAD: answered like GET, headers only.
+  bool head() const { return parser_.get().method() == http::verb::head; }
 
-  // Reads the whole body (at most `limit` bytes; more: resource_exhausted, 413).
+  // Reads the whole body (at most `limit` bytes; more: resource_exhausted, 413). The body
+  // must keep arriving: body_min_bytes per read_timeout, else timeout (408).
   asio::awaitable<std::string> read_body(std::size_t limit);
   // Streams the body to `sink` chunk by chunk (at most `limit` bytes in all).
   asio::awaitable<void> read_body(std::uint64_t limit,
@@ -180,6 +211,7 @@ class Exchange {
   std::string request_id;
   // Set by handlers and reply*().
   bool too_large_context = false;  // resource_exhausted here means 413
+  bool client_too_slow = false;    // the request did not arrive in time: 408
   bool keep_alive = true;
   bool responded = false;
   int status = 0;

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <system_error>
 #include <nlohmann/json.hpp>
 
+#include "server/json_body.hpp"
 #include "server/multipart.hpp"
 #include "server/placed.hpp"
 #include "server/sse.hpp"
@@ -24,15 +26,6 @@ std::string dump(const json& j) {
 
 [[noreturn]] void invalid(std::string message) {
   throw Error(errc::invalid_argument, std::move(message));
-}
-
-// Parses a JSON object body; "" counts as {} when `empty_ok`.
-json parse_object(std::string_view body, bool empty_ok) {
-  if (body.empty() && empty_ok) return json::object();
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) invalid("the request body is not valid JSON");
-  if (!j.is_object()) invalid("the request body must be a JSON object");
-  return j;
 }
 
 // Field accessors that name the field and the type they wanted; null counts as absent.
@@ -92,36 +85,37 @@ json limits_json(const Limits& l) {
 Limits parse_limits(const json& j, const Limits& ceiling) {
   if (!j.is_object()) invalid("'limits' must be an object");
   Limits l = ceiling;
-  for (auto& [key, value] : j.items()) {
-    json one = {{key, value}};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    const json& value = *it;
+    if (value.is_null()) continue;  // null counts as absent, as for every field
     auto above = [&](auto v, auto max) {
       if (v > max)
         throw Error(errc::permission_denied,
                     fmt::format("limits.{} is above this server's ceiling", key));
       return v;
     };
-    if (key == "timeout") l.timeout = above(to_ms(*opt_seconds(one, key)), ceiling.timeout);
+    auto seconds = [&] { return *opt_seconds(j, key); };
+    auto count = [&] { return *opt_count(j, key); };
+    if (key == "timeout") l.timeout = above(to_ms(seconds()), ceiling.timeout);
     else if (key == "cpu_time")
-      l.cpu_time = above(std::chrono::seconds(static_cast<std::int64_t>(*opt_seconds(one, key))),
-                         ceiling.cpu_time);
+      l.cpu_time = above(std::chrono::seconds(static_cast<std::int64_t>(seconds())), ceiling.cpu_time);
     else if (key == "cpus") {
       if (!value.is_number()) invalid("'limits.cpus' must be a number");
       l.cpus = above(value.get<double>(), ceiling.cpus);
-    } else if (key == "memory_bytes") l.memory_bytes = above(*opt_count(one, key), ceiling.memory_bytes);
-    else if (key == "disk_bytes") l.disk_bytes = above(*opt_count(one, key), ceiling.disk_bytes);
-    else if (key == "output_bytes") l.output_bytes = above(*opt_count(one, key), ceiling.output_bytes);
-    else if (key == "upload_bytes") l.upload_bytes = above(*opt_count(one, key), ceiling.upload_bytes);
-    else if (key == "result_bytes") l.result_bytes = above(*opt_count(one, key), ceiling.result_cap());
-    else if (key == "image_bytes") l.image_bytes = above(*opt_count(one, key), ceiling.image_cap());
-    else if (key == "images_bytes") l.images_bytes = above(*opt_count(one, key), ceiling.images_cap());
-    else if (key == "history_bytes") l.history_bytes = above(*opt_count(one, key), ceiling.history_cap());
+    } else if (key == "memory_bytes") l.memory_bytes = above(count(), ceiling.memory_bytes);
+    else if (key == "disk_bytes") l.disk_bytes = above(count(), ceiling.disk_bytes);
+    else if (key == "output_bytes") l.output_bytes = above(count(), ceiling.output_bytes);
+    else if (key == "upload_bytes") l.upload_bytes = above(count(), ceiling.upload_bytes);
+    else if (key == "result_bytes") l.result_bytes = above(count(), ceiling.result_cap());
+    else if (key == "image_bytes") l.image_bytes = above(count(), ceiling.image_cap());
+    else if (key == "images_bytes") l.images_bytes = above(count(), ceiling.images_cap());
+    else if (key == "history_bytes") l.history_bytes = above(count(), ceiling.history_cap());
     else if (key == "max_processes")
-      l.max_processes = static_cast<std::uint32_t>(
-          above(*opt_count(one, key), std::uint64_t{ceiling.max_processes}));
+      l.max_processes = static_cast<std::uint32_t>(above(count(), std::uint64_t{ceiling.max_processes}));
     else if (key == "open_files")
-      l.open_files = static_cast<std::uint32_t>(
-          above(*opt_count(one, key), std::uint64_t{ceiling.open_files}));
-    else invalid(fmt::format("unknown limit '{}'", key));
+      l.open_files = static_cast<std::uint32_t>(above(count(), std::uint64_t{ceiling.open_files}));
+    else unknown_field(key, "limits");
   }
   l.validate();
   return l;
@@ -202,6 +196,25 @@ asio::awaitable<void> healthz(Shared& sh, Exchange& x) {
   co_await x.reply(live ? 200 : 503, dump(j));
 }
 
+// Readiness, apart from liveness: 503 with the reason while new sessions would fail, so a
+// load balancer stops sending new work here; the server itself still answers.
+asio::awaitable<void> readyz(Shared& sh, Exchange& x) {
+  auto check = [&sh] {
+    std::string why = sh.sandbox.readiness();
+    std::lock_guard lock(sh.mu);
+    if (why.empty() && sh.connections.size() >= sh.connection_cap)
+      why = std::string("the server is at its connection cap");
+    return why;
+  };
+  std::string why = co_await offload(sh.pool, check);
+  if (!why.empty()) {
+    co_await x.reply_error(503, errc::unavailable, why);
+    co_return;
+  }
+  json j = {{"status", "ready"}, {"isolation", sh.sandbox.isolation()}};
+  co_await x.reply(200, dump(j));
+}
+
 asio::awaitable<void> metrics(Shared& sh, Exchange& x) {
   co_await x.reply(200, sh.metrics.render(sh.sandbox), "text/plain; version=0.0.4");
 }
@@ -210,6 +223,7 @@ asio::awaitable<void> openapi(Shared& sh, Exchange& x) { co_await x.reply(200, s
 
 asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
   json body = parse_object(co_await x.read_body(sh.options.json_body_limit), true);
+  only_fields(body, {"id", "language", "limits"}, "the request");
   SessionOptions so;
   so.owner = x.owner;
   if (auto id = opt_string(body, "id")) {
@@ -253,7 +267,8 @@ asio::awaitable<void> session_delete(Shared& sh, Exchange& x) {
 }
 
 asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
-  json body = parse_object(co_await x.read_body(sh.options.json_body_limit), false);
+  json body = parse_object(co_await x.read_body(sh.options.exec_body_limit), false);
+  only_fields(body, {"code", "stdin", "timeout", "fresh"}, "the request");
   ExecRequest req;
   req.language = language;
   auto code = opt_string(body, "code");
@@ -324,24 +339,36 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
   res.set(http::field::cache_control, "no-cache");
   res.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
   co_await x.reply_header(res);
+  if (x.head()) co_return;
   Subscription sub(ex, x.signal().notifier());
-  auto emit = [&](std::string_view event, const std::string& text, std::uint64_t& at,
-                  std::uint64_t slice_offset, std::uint64_t total) -> std::string {
-    if (total <= at) return {};
-    std::uint64_t from = at > slice_offset ? at - slice_offset : 0;
-    if (from >= text.size()) return {};
-    std::string chunk = text.substr(from);
-    std::uint64_t offset = slice_offset + from;
-    at = offset + chunk.size();
-    return sse_event(event, dump(json{{"offset", offset}, {"text", chunk}}));
+  // What this connection holds at a time is bounded by output_budget: each event carries at
+  // most a budget's worth of text, and the next is made only once the client took the last
+  // (write() drops a client that takes nothing for write_timeout).
+  const std::uint64_t budget = std::max<std::size_t>(sh.options.output_budget, 1024);
+  auto emit = [&](std::string_view event, bool is_stdout, std::uint64_t& at) -> std::string {
+    Result r = ex->snapshot(Page{at, budget});
+    const std::string& text = is_stdout ? r.stdout_text : r.stderr_text;
+    std::uint64_t offset = is_stdout ? r.stdout_offset : r.stderr_offset;
+    if (text.empty()) return {};
+    at = offset + text.size();
+    return sse_event(event, dump(json{{"offset", offset}, {"text", text}}));
   };
   while (true) {
-    Result r = ex->snapshot(Page{std::min(out, err), UINT64_MAX});
-    std::string events = emit("stdout", r.stdout_text, out, r.stdout_offset, r.stdout_total);
-    events += emit("stderr", r.stderr_text, err, r.stderr_offset, r.stderr_total);
-    if (!events.empty()) co_await x.write(events);
-    if (r.status != Status::running) {
-      co_await x.write(sse_event("result", to_json(ex->snapshot()), r.execution_id));
+    bool ended = ex->done();  // read before the output: nothing written after it is missed
+    std::string events = emit("stdout", true, out);
+    if (!events.empty()) {
+      co_await x.write(events);
+      continue;  // more may wait behind this slice
+    }
+    events = emit("stderr", false, err);
+    if (!events.empty()) {
+      co_await x.write(events);
+      continue;
+    }
+    if (ended) {
+      // The final result, its streams cut to the budget (stdout_total/stderr_total say how
+      // much there was; GET /{sid}/result pages the rest).
+      co_await x.write(sse_event("result", to_json(ex->snapshot(Page{0, budget})), ex->id()));
       break;
     }
     if (x.stopping()) break;
@@ -429,6 +456,7 @@ asio::awaitable<void> files_download(Shared& sh, Exchange& x) {
   res.set(http::field::content_disposition, bsv(disposition(name)));
   res.content_length(reader.size());
   co_await x.reply_header(res);
+  if (x.head()) co_return;
   // Streamed in chunks from the open fd: the file is never held whole.
   std::vector<char> buf(256 * 1024);
   std::uint64_t left = reader.size();
@@ -487,6 +515,7 @@ asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
 asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
   switch (x.match.route->id) {
     case RouteId::healthz: co_await healthz(sh, x); break;
+    case RouteId::readyz: co_await readyz(sh, x); break;
     case RouteId::metrics: co_await metrics(sh, x); break;
     case RouteId::openapi: co_await openapi(sh, x); break;
     case RouteId::sessions_create: co_await sessions_create(sh, x); break;
@@ -548,6 +577,11 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
     if (!placed) co_await dispatch(sh, x);
   } catch (const Error& e) {
     failure = e;
+  } catch (const std::system_error& e) {
+    // std::filesystem errors carry the host paths in what(): keep only the errno's words.
+    bool is_errno = e.code().category() == std::generic_category() ||
+                    e.code().category() == std::system_category();
+    failure = Error(is_errno ? from_errno(e.code().value()) : errc::internal, e.code().message());
   } catch (const std::exception& e) {
     failure = Error(errc::internal, e.what());
   }
@@ -558,7 +592,8 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
     co_return;
   }
   errc code = failure->code_value();
-  co_await x.reply_error(http_status(code, x.too_large_context), code, failure->message());
+  int st = x.client_too_slow ? 408 : http_status(code, x.too_large_context);
+  co_await x.reply_error(st, code, failure->message());
 }
 
 }  // namespace sandbox::server

@@ -195,6 +195,12 @@ std::string openapi_document(std::string_view version) {
     std::transform(method.begin(), method.end(), method.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     paths[std::string(r.pattern)][method] = op;
+    if (r.method == "GET") {  // HEAD wherever GET: the same headers, no body
+      json head = op;
+      head["operationId"] = "head" + operation_id(r).substr(3);
+      for (auto& [code, response] : head["responses"].items()) response.erase("content");
+      paths[std::string(r.pattern)]["head"] = std::move(head);
+    }
   }
   json doc = {{"openapi", "3.0.3"},
               {"info",

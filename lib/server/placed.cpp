@@ -136,7 +136,7 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
 
   gw.touch(sid);
   // Long polls and event streams are quiet upstream for up to max_wait.
-  auto idle = std::chrono::duration_cast<std::chrono::seconds>(sh.options.max_wait) + sh.options.read_timeout;
+  auto idle = std::chrono::duration_cast<std::chrono::seconds>(sh.options.max_wait) + sh.options.write_timeout;
   placement::Forwarded f;
   try {
     f = co_await placement::forward(x.stream(), x.buffer(), x.parser(), loc->base_url, loc->authorization, idle);

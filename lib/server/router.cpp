@@ -13,6 +13,8 @@ using enum RouteId;
 constexpr Route kRoutes[] = {
     {healthz, "GET", "/healthz", "Liveness: the server answers", 200, BodyKind::none,
      ReplyKind::json, false},
+    {readyz, "GET", "/readyz", "Readiness: new sessions can be created here (else 503 and why)",
+     200, BodyKind::none, ReplyKind::json, false},
     {metrics, "GET", "/metrics", "Prometheus metrics", 200, BodyKind::none, ReplyKind::text},
     {openapi, "GET", "/openapi.json", "This API as an OpenAPI 3 document", 200, BodyKind::none,
      ReplyKind::json, false},
@@ -130,6 +132,8 @@ Match match(std::string_view method, std::string_view target) {
     segs.push_back(std::move(*d));
   }
 
+  // HEAD is answered wherever GET is: the same route, headers only.
+  const std::string_view wanted = method == "HEAD" ? std::string_view("GET") : method;
   std::string allow;
   for (const Route& r : kRoutes) {
     auto pat = split_path(r.pattern);
@@ -153,10 +157,11 @@ Match match(std::string_view method, std::string_view target) {
       }
     }
     if (!ok) continue;
-    if (r.method != method) {
+    if (r.method != wanted) {
       if (allow.find(r.method) == std::string::npos) {
         if (!allow.empty()) allow += ", ";
         allow += r.method;
+        if (r.method == "GET") allow += ", HEAD";
       }
       continue;
     }

@@ -20,7 +20,7 @@
 namespace sandbox::server {
 
 enum class RouteId {
-  healthz, metrics, openapi,
+  healthz, readyz, metrics, openapi,
   sessions_create, sessions_list, session_get, session_delete,
   exec_python, exec_nodejs, exec_shell,
   result, stream,
@@ -64,6 +64,7 @@ struct Match {
   const std::string& param(std::string_view name) const;
 };
 
+// HEAD matches the GET routes (and 405's Allow lists HEAD beside GET).
 Match match(std::string_view method, std::string_view target);
 
 // Percent-decodes `in` ('+' stays '+'); nullopt for a malformed escape.

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
 #include <thread>
 
@@ -65,17 +68,41 @@ struct Server::Impl {
         co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
         continue;
       }
-      {
-        std::lock_guard lock(shared.mu);
-        if (shared.connections.size() >= options.max_connections) {
-          socket.close(ec);
-          continue;
-        }
+      if (!admit()) {
+        socket.close(ec);  // refused at once, not left to starve in the backlog
+        continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto ex = socket.get_executor();
       asio::co_spawn(ex, serve_connection(shared, std::move(socket)), asio::detached);
     }
+  }
+
+  // Whether one more connection fits. Near the cap (7/8 of it) the oldest idle connections
+  // are asked to close, so a flood of idle sockets cannot lock out the next real request;
+  // at the cap a newcomer is refused while every connection is busy.
+  bool admit() {
+    std::lock_guard lock(shared.mu);
+    const std::size_t cap = shared.connection_cap, n = shared.connections.size();
+    if (n >= cap - cap / 8) {
+      int asked = 0;
+      for (auto& [id, st] : shared.connections) {
+        if (st->busy.load(std::memory_order_relaxed)) continue;
+        if (++asked > 4) break;
+        asio::post(st->ex, [st = st] {
+          if (st->stream && !st->busy) st->stream->cancel();
+        });
+      }
+    }
+    return n < cap;
+  }
+
+  // The connection cap: at most half the descriptors, the rest stays for sessions (each
+  // holds a few here) and for the state dir.
+  static std::size_t connection_cap(std::size_t configured) {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return configured;
+    return std::max<std::size_t>(1, std::min<std::size_t>(configured, rl.rlim_cur / 2));
   }
 
   // Every 250 ms: record finished executions in the latency histogram; every few seconds:
@@ -168,6 +195,7 @@ struct Server::Impl {
       throw Error(errc::unavailable, fmt::format("cannot listen on {}:{}: {}", options.host,
                                                  options.port, ec.message()));
     bound_port = acceptor.local_endpoint().port();
+    shared.connection_cap = connection_cap(options.max_connections);
     asio::co_spawn(ioc, accept_loop(), asio::detached);
     asio::co_spawn(ioc, sweep_loop(), asio::detached);
     work.emplace(ioc.get_executor());

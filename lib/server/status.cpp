@@ -1,5 +1,7 @@
 #include "server/status.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 namespace sandbox::server {
@@ -21,8 +23,34 @@ int http_status(errc code, bool request_too_large) noexcept {
   return 500;
 }
 
+namespace {
+bool path_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '_' ||
+         c == '-' || c == '+' || c == '@' || c == '~' || c == '%' || c == '=';
+}
+}  // namespace
+
+std::string without_host_paths(std::string_view m) {
+  std::string out;
+  out.reserve(m.size());
+  for (std::size_t i = 0; i < m.size();) {
+    if (m[i] == '/' && (i == 0 || !path_char(m[i - 1]))) {
+      std::size_t j = i;
+      while (j < m.size() && path_char(m[j])) ++j;
+      auto token = m.substr(i, j - i);
+      if (std::count(token.begin(), token.end(), '/') >= 2) {
+        out += "<path>";
+        i = j;
+        continue;
+      }
+    }
+    out += m[i++];
+  }
+  return out;
+}
+
 std::string error_body(errc code, std::string_view message) {
-  nlohmann::json j = {{"error", {{"code", to_string(code)}, {"message", message}}}};
+  nlohmann::json j = {{"error", {{"code", to_string(code)}, {"message", without_host_paths(message)}}}};
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -16,7 +16,12 @@ namespace sandbox::server {
 // came from what the client sent (an upload over the limit): 413 instead of 429.
 int http_status(errc code, bool request_too_large = false) noexcept;
 
-// {"error": {"code": "<snake_case>", "message": "..."}}
+// {"error": {"code": "<snake_case>", "message": "..."}}, the message without host paths.
 std::string error_body(errc code, std::string_view message);
+
+// `message` with every absolute path of two or more components replaced by "<path>":
+// library errors name files for the operator's log, but a client must not learn the
+// server's layout ("mkdir(/var/lib/x/sessions/s1): ..." -> "mkdir(<path>): ...").
+std::string without_host_paths(std::string_view message);
 
 }  // namespace sandbox::server

@@ -50,6 +50,7 @@ class Client {
     http::write(socket_, req);
     http::response_parser<http::string_body> p;
     p.body_limit(1ull << 30);
+    p.skip(method == http::verb::head);  // a HEAD answer has headers only
     http::read(socket_, buffer_, p);
     Response r;
     r.status = p.get().result_int();

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "sandbox/error.hpp"
+#include "server/json_body.hpp"
+#include "server/status.hpp"
 
 namespace sandbox::server {
 namespace {
@@ -42,6 +46,45 @@ TEST(Router, UnknownPathsAndMethods) {
   m = match("PUT", "/s1/files/delete/x");
   EXPECT_EQ(m.outcome, Outcome::method_not_allowed);
   EXPECT_EQ(m.allow, "DELETE, POST");
+}
+
+TEST(Router, HeadIsServedWhereverGetIs) {
+  EXPECT_EQ(match("HEAD", "/healthz").route->id, RouteId::healthz);
+  EXPECT_EQ(match("HEAD", "/readyz").route->id, RouteId::readyz);
+  EXPECT_EQ(match("HEAD", "/s1/files/download/a/b.txt").param("name"), "a/b.txt");
+  auto m = match("POST", "/s1/result");
+  EXPECT_EQ(m.outcome, Outcome::method_not_allowed);
+  EXPECT_EQ(m.allow, "GET, HEAD");
+  m = match("HEAD", "/s1/exec/python");
+  EXPECT_EQ(m.outcome, Outcome::method_not_allowed);
+  EXPECT_EQ(m.allow, "POST");
+}
+
+TEST(JsonBody, DepthIsCountedOutsideStringsOnly) {
+  EXPECT_EQ(json_depth("{}"), 1u);
+  EXPECT_EQ(json_depth(R"({"a": [[1], {"b": 2}]})"), 3u);
+  EXPECT_EQ(json_depth(R"({"a": "[[[[[[\"[[[["})"), 1u);
+  EXPECT_EQ(json_depth(std::string(1000000, '[')), kMaxJsonDepth + 1);  // stops counting early
+  EXPECT_THROW(parse_object(std::string(33, '[') + std::string(33, ']'), false), Error);
+  EXPECT_EQ(parse_object("", true), nlohmann::json::object());
+  EXPECT_THROW(parse_object("[]", false), Error);
+  auto j = parse_object(R"({"code": "1", "tiemout": 2})", false);
+  try {
+    only_fields(j, {"code", "timeout"}, "the request");
+    ADD_FAILURE() << "an unknown field passed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code_value(), errc::invalid_argument);
+    EXPECT_EQ(e.message(), "unknown field 'tiemout' in the request");
+  }
+}
+
+TEST(ErrorMessages, HostPathsAreRemoved) {
+  EXPECT_EQ(without_host_paths("mkdir(/var/lib/libsandbox/sessions/s1): No space left on device"),
+            "mkdir(<path>): No space left on device");
+  EXPECT_EQ(without_host_paths("filesystem error: cannot create directories [/tmp/x/y]"),
+            "filesystem error: cannot create directories [<path>]");
+  EXPECT_EQ(without_host_paths("no session 'abc'"), "no session 'abc'");
+  EXPECT_EQ(without_host_paths("openat2(dir/a.txt): not found"), "openat2(dir/a.txt): not found");
 }
 
 TEST(Router, RefusesTraversalInAnySegment) {

@@ -11,6 +11,7 @@
 
 #include "sandbox/sandbox.hpp"
 #include "server/http_client.hpp"
+#include "server/router.hpp"
 
 namespace sandbox::server {
 namespace {
@@ -145,6 +146,121 @@ TEST_F(ServerTest, BadJsonAndWrongTypesAre400) {
                "permission_denied");
   // The connection survives every one of these.
   EXPECT_EQ(c.get("/healthz").status, 200);
+}
+
+// Deep nesting is refused before a tree is built, on every route that takes JSON, and the
+// server survives it (a 150,000-deep "limits.timeout" used to overflow the stack).
+TEST_F(ServerTest, DeepJsonOnEveryRouteIs400) {
+  auto deep = [](std::size_t n) { return std::string(n, '[') + "1" + std::string(n, ']'); };
+  {
+    Client c(port());
+    auto r = c.post("/sessions", R"({"limits":{"timeout": )" + deep(150'000) + "}}");
+    EXPECT_TRUE(r.status == 400 || r.status == 413) << r.status << ' ' << r.body.substr(0, 200);
+  }
+  std::size_t body_routes = 0;
+  for (const Route& route : routes()) {
+    if (route.body != BodyKind::exec && route.body != BodyKind::session) continue;
+    ++body_routes;
+    std::string target(route.pattern);
+    if (auto at = target.find("{sid}"); at != std::string::npos) target.replace(at, 5, sid());
+    for (const std::string& body :
+         {R"({"code": "1", "timeout": )" + deep(30'000) + "}", deep(30'000),
+          R"({"limits": {"timeout": )" + deep(33) + "}}", std::string(40, '{')}) {
+      Client c(port());
+      auto r = c.post(target, body);
+      expect_error(r, 400, "invalid_argument");
+      EXPECT_NE(r.body.find("deeper than 32"), std::string::npos) << target << ": " << r.body;
+    }
+  }
+  EXPECT_EQ(body_routes, 4u);  // POST /sessions and the three exec routes
+  Client c(port());
+  EXPECT_EQ(c.get("/healthz").status, 200);
+  // Brackets inside strings are text, not nesting.
+  auto ok = c.post("/" + sid() + "/exec/shell", json{{"code", "echo '" + std::string(100, '[') + "'"}}.dump());
+  EXPECT_EQ(ok.status, 202) << ok.body;
+}
+
+TEST_F(ServerTest, UnknownFieldsAre400NamingThem) {
+  Client c(port());
+  std::string p = "/" + sid() + "/exec/python";
+  auto r = c.post(p, R"({"code": "1", "tiemout": 5})");
+  expect_error(r, 400, "invalid_argument");
+  EXPECT_EQ(r.json()["error"]["message"], "unknown field 'tiemout' in the request");
+  r = c.post("/sessions", R"({"limits": {"tiemout": 5}})");
+  expect_error(r, 400, "invalid_argument");
+  EXPECT_EQ(r.json()["error"]["message"], "unknown field 'tiemout' in limits");
+  r = c.post("/sessions", R"({"idd": "x"})");
+  expect_error(r, 400, "invalid_argument");
+  EXPECT_EQ(r.json()["error"]["message"], "unknown field 'idd' in the request");
+  // Every field the seed's clients send still passes (null counts as absent).
+  r = c.post(p, R"({"code": "1", "stdin": "", "timeout": 5, "fresh": false})");
+  EXPECT_EQ(r.status, 202) << r.body;
+  r = c.post("/sessions", json{{"id", sid() + "-s"}, {"language", "python"},
+                               {"limits", {{"timeout", 5}, {"memory_bytes", nullptr}}}}.dump());
+  EXPECT_EQ(r.status, 201) << r.body;
+  c.del("/sessions/" + sid() + "-s");
+}
+
+TEST_F(ServerTest, ScalarFieldsRefuseContainers) {
+  Client c(port());
+  std::string p = "/" + sid() + "/exec/python";
+  for (const char* body : {R"({"code": ["1"]})", R"({"code": "1", "timeout": [5]})",
+                           R"({"code": "1", "fresh": {"a": 1}})", R"({"code": "1", "stdin": ["x"]})"})
+    expect_error(c.post(p, body), 400, "invalid_argument");
+  for (const char* body : {R"({"id": {"a": 1}})", R"({"language": ["python"]})", R"({"limits": 5})",
+                           R"({"limits": [1]})", R"({"limits": {"timeout": {"s": 1}}})",
+                           R"({"limits": {"cpus": "2"}})", R"({"limits": {"memory_bytes": [1]}})"})
+    expect_error(c.post("/sessions", body), 400, "invalid_argument");
+  EXPECT_EQ(c.get("/healthz").status, 200);
+}
+
+// Framing this server does not implement is refused before any body is read (RFC 9112).
+TEST_F(ServerTest, TransferEncodingOtherThanChunkedIsRefused) {
+  std::string head = "POST /" + sid() + "/exec/shell HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  std::string body = R"({"code":"echo 1"})";
+  auto out = raw_exchange(port(), head + "Transfer-Encoding: xchunked\r\nContent-Length: " +
+                                      std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out.substr(0, 200);
+  out = raw_exchange(port(), head + "Transfer-Encoding: gzip, chunked\r\n\r\n11\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
+  out = raw_exchange(port(), head + "Transfer-Encoding: xchunked\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
+  out = raw_exchange(port(), head + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 501", 0), 0u) << out.substr(0, 200);
+  // Plain chunked still works.
+  out = raw_exchange(port(), head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n11\r\n" +
+                                 body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 202", 0), 0u) << out.substr(0, 200);
+}
+
+TEST_F(ServerTest, HeadWhereverGetIsAllowed) {
+  Client c(port());
+  auto get = c.get("/healthz");
+  auto out = raw_exchange(port(), "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_NE(out.find("Content-Length: " + std::to_string(get.body.size()) + "\r\n"), std::string::npos) << out;
+  auto end = out.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(end + 4, out.size()) << "a HEAD answer has no body: " << out;
+
+  std::string b = "hb";
+  auto up = c.post("/" + sid() + "/files/upload", multipart(b, "file", "h.txt", "twelve bytes"),
+                   {{"Content-Type", "multipart/form-data; boundary=" + b}});
+  ASSERT_EQ(up.status, 200) << up.body;
+  out = raw_exchange(port(), "HEAD /" + sid() + "/files/download/h.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_NE(out.find("Content-Length: 12\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("twelve"), std::string::npos) << out;
+  // On one keep-alive connection a HEAD leaves the next request intact.
+  auto h = c.request(http::verb::head, "/" + sid() + "/files/list");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(c.get("/healthz").status, 200);
+  auto r = c.request(http::verb::head, "/" + sid() + "/exec/python");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "POST");
+  r = c.post("/" + sid() + "/result");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "GET, HEAD");
 }
 
 TEST_F(ServerTest, HeaderLimitIs431) {

@@ -1,0 +1,64 @@
+#include "server/json_body.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
+
+#include "sandbox/error.hpp"
+
+namespace sandbox::server {
+
+std::size_t json_depth(std::string_view text, std::size_t cap) {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '[':
+      case '{':
+        deepest = std::max(deepest, ++depth);
+        if (deepest > cap) return deepest;
+        break;
+      case ']':
+      case '}':
+        if (depth > 0) --depth;
+        break;
+      default: break;
+    }
+  }
+  return deepest;
+}
+
+nlohmann::json parse_object(std::string_view body, bool empty_ok) {
+  if (body.empty() && empty_ok) return nlohmann::json::object();
+  if (json_depth(body) > kMaxJsonDepth)
+    throw Error(errc::invalid_argument,
+                fmt::format("the request body nests deeper than {} levels", kMaxJsonDepth));
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw Error(errc::invalid_argument, "the request body is not valid JSON");
+  if (!j.is_object()) throw Error(errc::invalid_argument, "the request body must be a JSON object");
+  return j;
+}
+
+void unknown_field(std::string_view key, std::string_view where) {
+  std::string shown(key.substr(0, 64));  // echo a bounded piece of what the client sent
+  if (key.size() > shown.size()) shown += "...";
+  throw Error(errc::invalid_argument, fmt::format("unknown field '{}' in {}", shown, where));
+}
+
+void only_fields(const nlohmann::json& obj, std::initializer_list<std::string_view> known,
+                 std::string_view where) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const std::string& key = it.key();
+    if (std::find(known.begin(), known.end(), key) == known.end()) unknown_field(key, where);
+  }
+}
+
+}  // namespace sandbox::server
