@@ -21,6 +21,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "agent/protocol.hpp"
 #include "isolation/runsc/runsc.hpp"
@@ -54,8 +55,10 @@ class RunscTest : public ::testing::Test {
     fs::create_directories(dir_ / "state" / "sessions" / "s1" / "workspace");
     write(dir_ / "runtime" / "sandbox-agent",
           "#!/bin/sh\n"
-          "# test agent: runs cmd with its output on the control socket (fd 0)\n"
-          "exec /bin/sh /opt/sandbox/cmd >&0 2>&0\n",
+          "# test agent: runs cmd with its output on the control socket (fd 0), as the\n"
+          "# real agent runs code: the code's uid, no capabilities in any set\n"
+          "exec /usr/bin/setpriv --reuid 101000 /usr/bin/setpriv --bounding-set -all --inh-caps -all --ambient-caps -all \\\n"
+          "  /bin/sh /opt/sandbox/cmd >&0 2>&0\n",
           fs::perms(0755));
     spec_.session_id = "rt" + std::to_string(::getpid()) + "-" + std::to_string(serial_++);
     spec_.session_dir = dir_ / "state" / "sessions" / "s1";
@@ -102,7 +105,11 @@ TEST_F(RunscTest, BundleIsAReadOnlyRootWithoutNetworkOrPrivilege) {
                            "\"destination\": \"/workspace\"", "\"cgroupsPath\": \"/libsandbox-runsc/x\"",
                            "\"RLIMIT_NOFILE\"", "\"--control-fd\"", "\"HOME=/workspace\""})
     EXPECT_NE(config.find(want), std::string::npos) << want << " in\n" << config;
-  EXPECT_EQ(config.find("CAP_"), std::string::npos) << config;
+  // The agent's own uid with the capabilities it needs (lib/agent/main.cpp, --keep-uid).
+  auto process = nlohmann::json::parse(config)["process"];
+  EXPECT_EQ(process["user"]["uid"], runsc::agent_uid);
+  for (const char* set : {"bounding", "effective", "inheritable", "permitted", "ambient"})
+    EXPECT_EQ(process["capabilities"][set], nlohmann::json::array({"CAP_SETUID", "CAP_SETPCAP", "CAP_KILL"})) << set;
   EXPECT_TRUE(fs::exists(dir_ / "bundle" / "rootfs" / "usr"));
   EXPECT_NE(slurp(dir_ / "bundle" / "rootfs" / "etc" / "passwd").find("sandbox:x:101000:"), std::string::npos);
 }
