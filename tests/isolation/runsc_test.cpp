@@ -53,12 +53,20 @@ class RunscTest : public ::testing::Test {
     ::chmod(dir_.c_str(), 0711);
     fs::create_directories(dir_ / "runtime");
     fs::create_directories(dir_ / "state" / "sessions" / "s1" / "workspace");
+    // gVisor gives the container's first process its capabilities but keeps none across a
+    // later exec (no ambient set), so the test agent drops to the code's uid itself.
     write(dir_ / "runtime" / "sandbox-agent",
-          "#!/bin/sh\n"
+          "#!/usr/bin/python3\n"
           "# test agent: runs cmd with its output on the control socket (fd 0), as the\n"
           "# real agent runs code: the code's uid, no capabilities in any set\n"
-          "exec /usr/bin/setpriv --reuid 101000 /usr/bin/setpriv --bounding-set -all --inh-caps -all --ambient-caps -all \\\n"
-          "  /bin/sh /opt/sandbox/cmd >&0 2>&0\n",
+          "import ctypes, os\n"
+          "libc = ctypes.CDLL(None)\n"
+          "for cap in range(64):\n"
+          "    libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP\n"
+          "os.setresuid(101000, 101000, 101000)\n"
+          "os.dup2(0, 1)\n"
+          "os.dup2(0, 2)\n"
+          "os.execv('/bin/sh', ['/bin/sh', '/opt/sandbox/cmd'])\n",
           fs::perms(0755));
     spec_.session_id = "rt" + std::to_string(::getpid()) + "-" + std::to_string(serial_++);
     spec_.session_dir = dir_ / "state" / "sessions" / "s1";
