@@ -1277,23 +1277,27 @@ void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
       std::exit(3);
     }
   }
-  // The bounding set too (code inherits it): that takes the CAP_SETPCAP we came with.
-  for (int cap = 0; cap < 64; ++cap) {
-    if (code_uid && keep_uid && (kept_caps >> cap & 1)) continue;
-    if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && code_uid) {
-      std::fprintf(stderr, "sandbox-agent: dropping capability %d from the bounding set: %s\n", cap, std::strerror(errno));
+  // Capabilities are the backend's to hand out: without --code-uid (a test, or rlimit
+  // without root) they are left as they are.
+  if (code_uid) {
+    // The bounding set too (code inherits it): that takes the CAP_SETPCAP we came with.
+    for (int cap = 0; cap < 64; ++cap) {
+      if (keep_uid && (kept_caps >> cap & 1)) continue;
+      if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+        std::fprintf(stderr, "sandbox-agent: dropping capability %d from the bounding set: %s\n", cap, std::strerror(errno));
+        std::exit(3);
+      }
+    }
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = {};
+    // Kept ones are effective and permitted only: not inheritable or ambient, so no exec
+    // (every child's) carries them on.
+    if (keep_uid) caps[0] = {kept_caps, kept_caps, 0};
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // EINVAL before Linux 4.3
+    if (::syscall(SYS_capset, &header, caps) != 0) {
+      std::fprintf(stderr, "sandbox-agent: dropping capabilities: %s\n", std::strerror(errno));
       std::exit(3);
     }
-  }
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
-  // Kept ones are effective and permitted only: not inheritable or ambient, so no exec
-  // (every child's) carries them on.
-  if (code_uid && keep_uid) none[0] = {kept_caps, kept_caps, 0};
-  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // EINVAL before Linux 4.3
-  if (::syscall(SYS_capset, &header, none) != 0) {
-    std::fprintf(stderr, "sandbox-agent: dropping capabilities: %s\n", std::strerror(errno));
-    std::exit(3);
   }
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     std::fprintf(stderr, "sandbox-agent: PR_SET_DUMPABLE: %s\n", std::strerror(errno));

@@ -161,6 +161,8 @@ fs::path write_bundle(const LaunchSpec& spec, const fs::path& dir, const BundleO
     args.push_back("--keep-uid");
   }
   const Limits& l = spec.limits;
+  // RLIMIT_NPROC counts per uid: the agent, under its own, is one of the session's processes.
+  const std::uint64_t nproc = l.max_processes > 1 ? l.max_processes - 1 : 1;
   const json setuid = options.args.empty() ? json::array({"CAP_SETUID", "CAP_SETPCAP", "CAP_KILL"}) : json::array();
   json process = {
       {"terminal", false},
@@ -176,7 +178,7 @@ fs::path write_bundle(const LaunchSpec& spec, const fs::path& dir, const BundleO
                         {"permitted", setuid}, {"ambient", setuid}}},
       {"noNewPrivileges", true},
       {"rlimits", {rlimit("RLIMIT_NOFILE", l.open_files), rlimit("RLIMIT_CORE", 0),
-                   rlimit("RLIMIT_FSIZE", l.disk_bytes), rlimit("RLIMIT_NPROC", l.max_processes),
+                   rlimit("RLIMIT_FSIZE", l.disk_bytes), rlimit("RLIMIT_NPROC", nproc),
                    rlimit("RLIMIT_CPU", static_cast<std::uint64_t>(l.cpu_time.count()))}},
   };
   // pid, ipc, uts, mount, and a network namespace with loopback only (--network=none too).
