@@ -39,6 +39,12 @@ void say(const char* a, const char* b) {
   // Close-on-exec covers the rest where the parent set it; a multi-threaded host (Asio's
   // sockets) does not always, so nothing else crosses the exec.
   ::syscall(SYS_close_range, static_cast<unsigned>(s.nfds), ~0u, 0u);
+  // The agent's effective uid is the code's: dropping its real and saved uid to it needs no
+  // privilege, and leaves the child nothing that reaches the agent (docs/isolation.md).
+  if (s.uid != static_cast<uid_t>(-1) && ::setresuid(s.uid, s.uid, s.uid) != 0) {
+    say("sandbox-agent: cannot set the code's uid for ", s.path);
+    _exit(125);
+  }
   if (::chdir(s.cwd) != 0) {
     say("sandbox-agent: cannot enter workspace ", s.cwd);
     _exit(126);

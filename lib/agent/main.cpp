@@ -6,6 +6,7 @@
 // persistent kernel per language (runtime/kernel.py, runtime/kernel.js), one execution at
 // a time, over a private pipe pair framed as u32 little-endian length + JSON.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -87,6 +88,8 @@ struct Options {
   std::optional<Lang> warm;
   int kernel_fd = -1;  // first of four pipes of a Python kernel forked in by the host
   bool host_kernels = false;  // ask the host for Python kernels (NEED_KERNEL) first
+  std::optional<uid_t> code_uid;  // the uid code runs as; the agent keeps its own real uid
+  bool keep_uid = false;  // keep every uid of our own, with CAP_SETUID and CAP_KILL (runsc)
 };
 
 using sys::set_nonblocking;
@@ -245,6 +248,9 @@ class Agent {
   void on_list(std::uint32_t id);
   void on_kill(std::uint32_t id, const std::string& payload);
   void shutdown();
+
+  // The uid every child drops to before exec (none without --code-uid).
+  uid_t code_uid() const { return opts_.code_uid.value_or(static_cast<uid_t>(-1)); }
 
   Options opts_;
   UniqueFd epoll_, sigfd_, timerfd_;
@@ -654,7 +660,7 @@ void Agent::start_shell(Execution& e) {
   Pipe out = make_pipe(true), err = make_pipe(true);
   const char* argv[] = {opts_.shell.c_str(), "-c", e.code.c_str(), nullptr};
   SpawnSpec spec{opts_.shell.c_str(), argv, environ, opts_.workspace.c_str(),
-                 {in.get(), out.write.get(), err.write.get()}, 3};
+                 {in.get(), out.write.get(), err.write.get()}, 3, code_uid()};
   e.pid = spawn(spec);
   shell_pids_.emplace(e.pid, e.id);
   e.out = std::move(out.read);
@@ -820,7 +826,7 @@ Kernel* Agent::start_kernel(Lang lang, bool oneshot) {
   }
   argv.push_back(nullptr);
   SpawnSpec spec{prog.c_str(), argv.data(), environ, opts_.workspace.c_str(),
-                 {in.get(), out.write.get(), err.write.get(), req.read.get(), rep.write.get()}, 5};
+                 {in.get(), out.write.get(), err.write.get(), req.read.get(), rep.write.get()}, 5, code_uid()};
   k->pid = spawn(spec);
   k->out = std::move(out.read);
   k->err = std::move(err.read);
@@ -1194,7 +1200,7 @@ void Agent::shutdown() {
                "sandbox-agent: %s\n"
                "usage: sandbox-agent --control-fd N --workspace DIR --runtime DIR --python PATH\n"
                "                     --node PATH --shell PATH [--preload m1,m2] [--warm python|nodejs]\n"
-               "                     [--host-kernels [--kernel-fds FIRST]]\n",
+               "                     [--host-kernels [--kernel-fds FIRST]] [--code-uid UID [--keep-uid]]\n",
                msg);
   std::exit(2);
 }
@@ -1203,8 +1209,8 @@ Options parse_args(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--host-kernels") {  // the one flag without a value
-      o.host_kernels = true;
+    if (a == "--host-kernels" || a == "--keep-uid") {  // the flags without a value
+      (a == "--keep-uid" ? o.keep_uid : o.host_kernels) = true;
       continue;
     }
     if (i + 1 >= argc) usage(("missing value for " + a).c_str());
@@ -1220,6 +1226,12 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--node") o.node = v;
     else if (a == "--shell") o.shell = v;
     else if (a == "--preload") o.preload = v;
+    else if (a == "--code-uid") {
+      char* end = nullptr;
+      long uid = std::strtol(v.c_str(), &end, 10);
+      if (*end || uid < 0 || uid >= 0xffffffffL) usage("bad --code-uid");
+      o.code_uid = static_cast<uid_t>(uid);
+    }
     else if (a == "--kernel-fds") {
       char* end = nullptr;
       long fd = std::strtol(v.c_str(), &end, 10);
@@ -1235,12 +1247,73 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
+// Session code must not reach the agent: not its memory (/proc/<agent>/mem,
+// process_vm_writev, ptrace), its fds or its signals. The kernel allows those to a process
+// whose uid matches the target's real *and* saved uid (ptrace) or its real or saved uid
+// (signals). So the agent keeps its own real and saved uid and takes the code's as its
+// effective uid: it can still signal code, read its /proc and enter the workspace, and
+// every child drops to the code's uid before exec with no privilege (spawn()); code, whose
+// ids are all the code's, matches neither of the agent's. The backend starts the agent
+// with CAP_SETUID and CAP_SETPCAP (ambient) for this switch; every capability, bounding
+// set included, goes right after it.
+// Non-dumpable on top, so /proc/<agent> belongs to root (not to the effective uid).
+//
+// --keep-uid (runsc): gVisor (release 20221219) lets a task open another's /proc/<pid>/fd/N
+// by the file's ownership, and the agent's pipes would belong to its effective uid, the
+// code's. There the agent keeps all three of its own uids, with CAP_SETUID (a child's uid)
+// and CAP_KILL (signals to code) effective; both reach only this sandbox's tasks.
+void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
+  constexpr std::uint32_t kept_caps = 1u << CAP_SETUID | 1u << CAP_KILL;
+  if (code_uid && keep_uid && ::getuid() == *code_uid) usage("--code-uid must differ from the agent's uid");
+  if (code_uid && !keep_uid) {
+    uid_t r = 0, e = 0, s = 0;
+    ::getresuid(&r, &e, &s);
+    if (r == *code_uid) usage("--code-uid must differ from the agent's uid");
+    if (::setresuid(r, *code_uid, r) != 0) {
+      std::fprintf(stderr, "sandbox-agent: setresuid(%u, %u, %u): %s\n", r, *code_uid, r, std::strerror(errno));
+      std::exit(3);
+    }
+    ::getresuid(&r, &e, &s);
+    if (e != *code_uid || r == *code_uid || s == *code_uid) {
+      std::fprintf(stderr, "sandbox-agent: uids are %u/%u/%u after the switch\n", r, e, s);
+      std::exit(3);
+    }
+  }
+  // Capabilities are the backend's to hand out: without --code-uid (a test, or rlimit
+  // without root) they are left as they are.
+  if (code_uid) {
+    // The bounding set too (code inherits it): that takes the CAP_SETPCAP we came with.
+    for (int cap = 0; cap < 64; ++cap) {
+      if (keep_uid && (kept_caps >> cap & 1)) continue;
+      if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+        std::fprintf(stderr, "sandbox-agent: dropping capability %d from the bounding set: %s\n", cap, std::strerror(errno));
+        std::exit(3);
+      }
+    }
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = {};
+    // Kept ones are effective and permitted only: not inheritable or ambient, so no exec
+    // (every child's) carries them on.
+    if (keep_uid) caps[0] = {kept_caps, kept_caps, 0};
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // EINVAL before Linux 4.3
+    if (::syscall(SYS_capset, &header, caps) != 0) {
+      std::fprintf(stderr, "sandbox-agent: dropping capabilities: %s\n", std::strerror(errno));
+      std::exit(3);
+    }
+  }
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    std::fprintf(stderr, "sandbox-agent: PR_SET_DUMPABLE: %s\n", std::strerror(errno));
+    std::exit(3);
+  }
+}
+
 }  // namespace
 }  // namespace sandbox::agent
 
 int main(int argc, char** argv) {
   using namespace sandbox::agent;
   Options opts = parse_args(argc, argv);
+  confine_self(opts.code_uid, opts.keep_uid);
   // Nothing the backend left open may leak into user code: fds 0-2 stay (the agent's own
   // diagnostics), everything else becomes close-on-exec.
   if (::fcntl(opts.control_fd, F_GETFD) < 0) usage("--control-fd is not open");

@@ -11,19 +11,67 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "isolation/backends.hpp"
+#include "isolation/namespaces/namespaces.hpp"  // capabilities::, shared with the namespaces child
 #include "sys/cstrings.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox::isolation {
 namespace {
 
-constexpr uid_t nobody_uid = 65534;
-constexpr gid_t nogroup_gid = 65534;
+// Code runs as nobody; the agent's real and saved uid is a second dedicated id, so code
+// cannot ptrace, read or signal it (its effective uid is the code's: lib/agent/main.cpp).
+constexpr uid_t code_uid = 65534;
+constexpr gid_t code_gid = 65534;
+constexpr uid_t agent_uid = 65533;
 constexpr int agent_fd = 3;
+constexpr int report_at = agent_fd + 1;  // the child's failure report, close-on-exec
+
+// The child's steps; each is its exit code when it fails.
+enum class ChildStep : int {
+  setpgid = 110, fds, chdir, rlimits, capabilities, setuid, pdeathsig, no_new_privs, execve,
+};
+const char* step_name(ChildStep s) {
+  switch (s) {
+    case ChildStep::setpgid: return "setpgid";
+    case ChildStep::fds: return "placing fds";
+    case ChildStep::chdir: return "chdir to the workspace";
+    case ChildStep::rlimits: return "setrlimit";
+    case ChildStep::capabilities: return "capabilities";
+    case ChildStep::setuid: return "setuid";
+    case ChildStep::pdeathsig: return "parent-death signal";
+    case ChildStep::no_new_privs: return "no_new_privs";
+    case ChildStep::execve: return "execve of the agent";
+  }
+  return "?";
+}
+struct ChildFailure {
+  ChildStep step;
+  int err;
+};
+
+// Waits for the child to exec (EOF on the report pipe) or to report the step that failed,
+// which becomes the Error (the child is reaped then).
+void await_exec(pid_t pid, int report_fd) {
+  ChildFailure f{};
+  ssize_t n;
+  while ((n = ::read(report_fd, &f, sizeof f)) < 0 && errno == EINTR) {
+  }
+  if (n == 0) return;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof f))
+    throw Error(errc::internal, "rlimit: the agent's child died before exec (status " + std::to_string(status) + ")");
+  const errc code = f.err == EPERM || f.err == EACCES ? errc::permission_denied
+                  : from_errno(f.err) == errc::resource_exhausted ? errc::resource_exhausted : errc::internal;
+  throw Error(code, std::string("rlimit: starting the agent: ") + step_name(f.step) + ": " + std::strerror(f.err));
+}
 
 std::string fmt_mode(mode_t m) {
   char buf[8];
@@ -42,7 +90,7 @@ class RlimitInstance final : public Instance {
   std::string workspace_inside() const override { return workspace_; }
   std::optional<std::pair<uid_t, gid_t>> file_owner() const override {
     if (!dropped_) return std::nullopt;
-    return std::pair{nobody_uid, nogroup_gid};
+    return std::pair{code_uid, code_gid};
   }
   void terminate() override {
     if (reaped_.exchange(true)) return;
@@ -67,12 +115,12 @@ class RlimitBackend final : public Backend {
  public:
   std::string_view name() const override { return "rlimit"; }
   Support probe() const override {
-    return {true, ::geteuid() == 0 ? "runs code as uid 65534 with rlimits" : "runs code as this uid with rlimits"};
+    return {true, ::geteuid() == 0 ? "runs code as uid 65534 (its agent as 65533) with rlimits" : "runs code as this uid with rlimits"};
   }
   Containment containment() const override {
     return {{"CPU time, data size, file size, open files and core dumps per process",
              "wall-clock timeout", "processes per uid (shared by every rlimit session)",
-             "root: code runs as uid 65534"},
+             "root: code runs as uid 65534", "the agent (its own uid: no ptrace, memory, fds or signals from code)"},
             {"the host filesystem (readable as that uid)", "the network", "other sessions' processes (same uid)",
              "memory of the whole session", "daemons that escape after the agent dies", "kernel attack surface"}};
   }
@@ -92,12 +140,17 @@ class RlimitBackend final : public Backend {
           if (dir == dir.root_path() || dir.empty()) break;
         }
       }
-      sys::check(::chown(spec.workspace.c_str(), nobody_uid, nogroup_gid), "chown", spec.workspace.string());
+      sys::check(::chown(spec.workspace.c_str(), code_uid, code_gid), "chown", spec.workspace.string());
     }
     ::chmod(spec.workspace.c_str(), 0700);
     auto [host, child] = sys::socket_pair();
     const std::string ws = spec.workspace.string();
-    sys::CStrings argv(agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec));
+    auto args = agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec);
+    if (drop) {
+      args.push_back("--code-uid");
+      args.push_back(std::to_string(code_uid));
+    }
+    sys::CStrings argv(std::move(args));
     sys::CStrings envp(agent_environment(ws));
     const Limits& l = spec.limits;
     struct Lim { int res; rlim_t value; };
@@ -113,29 +166,63 @@ class RlimitBackend final : public Backend {
     };
     const int child_fd = child.get();
     const char* wsdir = ws.c_str();
+    const int cap_last = ns::capabilities::last_cap();
+    const pid_t parent = ::getpid();
+    int report[2];
+    sys::check(::pipe2(report, O_CLOEXEC), "pipe2", "rlimit agent");
+    sys::UniqueFd report_read(report[0]), report_write(report[1]);
+    const int report_fd = report[1];
     pid_t pid = ::fork();
     if (pid < 0) throw_syscall("fork", errno, "rlimit agent");
     if (pid == 0) {
-      // Child: async-signal-safe calls only.
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::dup2(child_fd, agent_fd) < 0) ::_exit(120);
-      ::syscall(SYS_close_range, agent_fd + 1, ~0U, 0);
+      // Child: async-signal-safe calls only. A failed step is reported ({step, errno} on
+      // the close-on-exec pipe) and is the exit code, never skipped.
+      int rfd = report_fd;
+      auto fail_at = [&rfd](ChildStep step) {
+        ChildFailure f{step, errno};
+        (void)!::write(rfd, &f, sizeof f);
+        ::_exit(static_cast<int>(step));
+      };
+      if (::setpgid(0, 0) != 0) fail_at(ChildStep::setpgid);
+      // Both lifted above 10 first, so that placing one cannot clobber the other.
+      const int control_high = ::fcntl(child_fd, F_DUPFD_CLOEXEC, 10);
+      const int report_high = ::fcntl(report_fd, F_DUPFD_CLOEXEC, 10);
+      if (control_high < 0 || report_high < 0 || ::dup2(control_high, agent_fd) < 0 ||
+          ::dup3(report_high, report_at, O_CLOEXEC) < 0)
+        fail_at(ChildStep::fds);
+      rfd = report_at;
+      if (::syscall(SYS_close_range, report_at + 1, ~0U, 0) != 0) fail_at(ChildStep::fds);
+      // The workspace is the code's (mode 0700): entered while still root.
+      if (::chdir(wsdir) < 0) fail_at(ChildStep::chdir);
       for (const auto& lim : lims) {
         // NPROC is per uid: only meaningful once we run as the dedicated uid.
         if (lim.res == RLIMIT_NPROC && !drop) continue;
         rlimit r{lim.value, lim.value};
-        if (::setrlimit(lim.res, &r) < 0) ::_exit(121);
+        if (::setrlimit(lim.res, &r) < 0) fail_at(ChildStep::rlimits);
       }
       if (drop) {
-        if (::setgroups(0, nullptr) < 0 || ::setgid(nogroup_gid) < 0 || ::setuid(nobody_uid) < 0) ::_exit(122);
+        // The agent's own uid, with CAP_SETUID and CAP_SETPCAP kept (ambient, through exec) for
+        // the one switch it makes at start, its effective uid to the code's, after which it
+        // drops them (lib/agent/main.cpp).
+        if (!ns::capabilities::drop_bounding(cap_last, ns::agent_caps)) fail_at(ChildStep::capabilities);
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(code_gid, code_gid, code_gid) < 0) fail_at(ChildStep::setuid);
+        if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 || ::setresuid(agent_uid, agent_uid, agent_uid) < 0)
+          fail_at(ChildStep::setuid);
+        if (!ns::capabilities::set(ns::agent_caps)) fail_at(ChildStep::capabilities);
       }
-      ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-      if (::chdir(wsdir) < 0) ::_exit(123);
+      // After the uid change, which clears it; then the parent may already be gone.
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_at(ChildStep::pdeathsig);
+      if (::getppid() != parent) {
+        errno = ESRCH;
+        fail_at(ChildStep::pdeathsig);
+      }
+      if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail_at(ChildStep::no_new_privs);
       ::execve(argv.ptrs[0], argv.ptrs.data(), envp.ptrs.data());
-      ::_exit(127);
+      fail_at(ChildStep::execve);
     }
+    report_write.reset();
     child.reset();
+    await_exec(pid, report_read.get());
     return std::make_unique<RlimitInstance>(pid, std::move(host), ws, drop);
   }
 };

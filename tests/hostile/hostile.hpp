@@ -110,6 +110,7 @@ class Kernel : public Hostile {
 };
 class Network : public Hostile {};
 class Escape : public Hostile {};
+class Agent : public Hostile {};
 class Node : public Hostile {};
 class Neighbour : public Hostile {
  protected:

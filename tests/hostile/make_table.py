@@ -24,6 +24,7 @@ GROUPS = OrderedDict([
     ("Kernel", "Kernel surface"),
     ("Network", "Network"),
     ("Escape", "Process escape"),
+    ("Agent", "Touching the agent"),
     ("Node", "Node-specific (vm2, then the OS walls)"),
     ("Neighbour", "A neighbour keeps answering within 2 s"),
 ])

@@ -62,8 +62,10 @@ class NamespacesTest : public ::testing::Test {
     fs::create_directories(dir_ / "session");
     write(dir_ / "runtime" / "sandbox-agent",
           "#!/bin/sh\n"
-          "# test agent: runs cmd with its output on the control socket (fd 3)\n"
-          "exec /bin/sh /opt/sandbox/cmd >&3 2>&3\n",
+          "# test agent: runs cmd with its output on the control socket (fd 3), as the\n"
+          "# real agent runs code: the code's uid, no capabilities in any set\n"
+          "exec /usr/bin/setpriv --reuid 1000 --bounding-set -all --inh-caps -all --ambient-caps -all \\\n"
+          "  /bin/sh /opt/sandbox/cmd >&3 2>&3\n",
           fs::perms(0755));
     spec_.session_id = "test";
     spec_.session_dir = dir_ / "session";
@@ -163,6 +165,15 @@ TEST_F(NamespacesTest, RootHoldsOnlyWhatInterpretersNeed) {
     EXPECT_NE(out.find(good), std::string::npos) << out;
   EXPECT_NE(out.find("\n0\n"), std::string::npos) << "/proc/sys is not covered\n" << out;
   EXPECT_NE(out.find("procs: /proc/1\n"), std::string::npos) << "only the agent's shell\n" << out;
+}
+
+// mountinfo names a bind's root as its path in the source filesystem: the runtime is bound
+// from a staged tmpfs, so no host path (runtime or session dir) shows inside.
+TEST_F(NamespacesTest, NoHostPathInMountinfo) {
+  auto out = run("cat /proc/self/mountinfo; echo; cat /proc/1/cmdline | tr '\\0' ' '\n");
+  EXPECT_EQ(out.find(dir_.string()), std::string::npos) << out;
+  EXPECT_NE(out.find(" / /opt/sandbox "), std::string::npos) << out;
+  EXPECT_NE(out.find("sandbox-runtime"), std::string::npos) << out;
 }
 
 TEST_F(NamespacesTest, HostSeesTheWorkspace) {

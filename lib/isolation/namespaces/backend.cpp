@@ -262,7 +262,8 @@ class NamespacesBackend final : public Backend {
     ChildPlan plan;
     plan.progress = progress.get();
     plan.new_root = new_root_dir;
-    plan.mounts = mount::plan(spec, plan.new_root);
+    const auto staged = mount::staged_runtime(spec.runtime_dir);  // held until the child execs
+    plan.mounts = mount::plan(spec, plan.new_root, staged->get());
     plan.rlimits = rlimits::plan(spec.limits);
     plan.cap_last = host().cap_last;
     plan.seccomp = &seccomp::filter();
@@ -270,6 +271,8 @@ class NamespacesBackend final : public Backend {
     plan.agent = std::string(runtime_inside) + "/sandbox-agent";
     plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
     plan.env = agent_environment(ns::workspace_inside);
+    plan.argv.push_back("--code-uid");
+    plan.argv.push_back(std::to_string(inside_uid));
     // Python kernels forked from the template: the first one's pipes handed to the agent
     // at clone when the session wants one now, later ones when the agent asks.
     std::optional<KernelPipes> kernel;

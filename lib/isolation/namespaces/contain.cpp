@@ -107,12 +107,15 @@ int contain(void* arg) {
   if (!cgroup::init_ns()) fail(plan);
   at(plan, Step::pdeathsig_setsid);
   if (!pid::init_ns(plan.sync_fd)) fail(plan);
-  at(plan, Step::drop_caps);
-  if (!capabilities::drop(plan.cap_last)) fail(plan);
-  at(plan, Step::no_new_privs);
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(plan);
+  // The workspace is the code's (mode 0700): entered while capabilities allow it.
   at(plan, Step::chdir);
   if (::chdir(workspace_inside) != 0) fail(plan, workspace_inside);
+  // All but CAP_SETUID, which the agent execs with (ambient) and drops once it has set its
+  // effective uid to the code's.
+  at(plan, Step::drop_caps);
+  if (!capabilities::drop_bounding(plan.cap_last, agent_caps) || !capabilities::set(agent_caps)) fail(plan);
+  at(plan, Step::no_new_privs);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(plan);
   // Seccomp last: nothing after it but execve.
   at(plan, Step::seccomp_personality);
   if (!seccomp::load(*plan.personality)) fail(plan);

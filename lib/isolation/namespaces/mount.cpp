@@ -13,15 +13,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
 
 #include "isolation/namespaces/namespaces.hpp"
 #include "sandbox/error.hpp"
+#include "sys/fd.hpp"
 
 namespace sandbox::isolation::ns::mount {
 namespace fs = std::filesystem;
@@ -93,6 +96,10 @@ class Planner {
     add({Kind::symlink, std::move(to), at(inside)});
   }
   void add(MountStep s) { steps_.push_back(std::move(s)); }
+  // The last step, a bind, is made from the parent's detached mount `fd` when there is one.
+  void stage_last(int fd) {
+    if (fd >= 0 && !steps_.empty() && steps_.back().kind == Kind::bind) steps_.back().staged_fd = fd;
+  }
   std::string at(const fs::path& inside) const { return root_ + inside.string(); }
   std::vector<MountStep> take() { return std::move(steps_); }
 
@@ -113,7 +120,7 @@ std::vector<std::string> expand(const char* pattern) {
 
 }  // namespace
 
-std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root) {
+std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root, int staged_runtime) {
   Planner p(new_root);
   const auto disk = std::to_string(spec.limits.disk_bytes);
   const auto inodes = std::to_string(std::max<std::uint64_t>(1024, spec.limits.disk_bytes / 8192));
@@ -137,6 +144,7 @@ std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root)
     if (!covered && exe.is_absolute()) p.host(exe, exe);
   }
   p.file("/etc/passwd", "sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n"
+                        "agent:x:1001:1000:sandbox agent:/nonexistent:/usr/sbin/nologin\n"
                         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
   p.file("/etc/group", "sandbox:x:1000:\nnogroup:x:65534:\n");
   p.file("/etc/hostname", std::string(hostname) + "\n");
@@ -144,6 +152,7 @@ std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root)
 
   // The runtime (agent, kernels, node_modules) read-only; the workspace read-write.
   p.host(spec.runtime_dir, runtime_inside);
+  p.stage_last(staged_runtime);
   p.host(spec.workspace, workspace_inside, /*writable=*/true);
 
   // Private scratch space, sized; its pages are charged to the session's memory cgroup.
@@ -232,7 +241,10 @@ bool run(const MountStep& s) {
       return make_dir(target) && ::mount("proc", target, "proc", s.flags, nullptr) == 0;
     case Kind::bind: {
       if (!s.optional && !(s.is_file ? make_file(target) : make_dir(target))) return false;
-      if (::mount(s.via, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+      // A kernel that refuses to bind from a detached mount (before Linux 6.15) gets the
+      // host dir: the same files, with its host path in mountinfo.
+      const bool staged = s.via_staged[0] && ::mount(s.via_staged, target, nullptr, MS_BIND | MS_REC, nullptr) == 0;
+      if (!staged && ::mount(s.via, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
       unsigned long flags = MS_BIND | MS_REMOUNT | s.flags | locked_flags(target);
       if (!s.writable) flags |= MS_RDONLY;
       return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
@@ -271,6 +283,7 @@ bool open_sources(ChildPlan& plan, const char** failed_source) {
       return false;
     }
     fd_path(fd, step.via);  // closed with everything else by keep_only_fds()
+    if (step.staged_fd >= 0) fd_path(step.staged_fd, step.via_staged);
   }
   return true;
 }
@@ -292,6 +305,74 @@ bool init_ns(const ChildPlan& plan, const char** failed_target) {
   if (::chdir("/") != 0) return false;
   *failed_target = nullptr;
   return true;
+}
+
+// ---- parent side: the staged runtime ----
+
+namespace {
+
+sys::UniqueFd stage(const fs::path& dir) {
+  std::error_code ec;
+  std::uint64_t bytes = 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  if (ec) return {};
+  sys::UniqueFd fsfd(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+  if (!fsfd) return {};
+  const std::string size = std::to_string(bytes + (16u << 20));
+  auto set = [&](const char* key, const char* value) {
+    return ::fsconfig(fsfd.get(), FSCONFIG_SET_STRING, key, value, 0) == 0;
+  };
+  if (!set("source", "sandbox-runtime") || !set("size", size.c_str()) || !set("mode", "0755") ||
+      ::fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+    return {};
+  sys::UniqueFd mnt(::fsmount(fsfd.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+  if (!mnt) return {};
+  fs::copy(dir, "/proc/self/fd/" + std::to_string(mnt.get()),
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  if (ec) return {};
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  if (::mount_setattr(mnt.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) return {};
+  return mnt;
+}
+
+// The top level of `dir` (names, sizes, mtimes): a rebuilt agent or a rewritten kernel
+// shows here, so the next session gets a fresh copy.
+std::string signature(const fs::path& dir) {
+  std::string sig;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0) continue;
+    sig += e.path().filename().string() + ' ' + std::to_string(st.st_size) + ' ' +
+           std::to_string(st.st_mtim.tv_sec) + '.' + std::to_string(st.st_mtim.tv_nsec) + '\n';
+  }
+  return sig;
+}
+
+}  // namespace
+
+std::shared_ptr<const sys::UniqueFd> staged_runtime(const fs::path& runtime_dir) {
+  struct Staged {
+    std::string signature;
+    std::shared_ptr<const sys::UniqueFd> fd;
+  };
+  static std::mutex mutex;
+  static std::map<std::string, Staged> staged;
+  std::lock_guard lock(mutex);
+  const auto key = runtime_dir.lexically_normal().string();
+  auto sig = signature(runtime_dir);
+  auto& slot = staged[key];
+  if (!slot.fd || slot.signature != sig) {
+    // A launch still using the previous copy holds its own reference.
+    slot = {std::move(sig), std::make_shared<const sys::UniqueFd>(stage(runtime_dir))};
+    if (!*slot.fd)
+      std::fprintf(stderr, "libsandbox: cannot stage the runtime in a tmpfs (%s); sessions bind %s\n",
+                   std::strerror(errno), key.c_str());
+  }
+  return slot.fd;
 }
 
 // ---- parent side: the workspace quota ----

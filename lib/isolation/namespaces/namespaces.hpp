@@ -15,18 +15,28 @@
 #include <cstdint>
 #include <filesystem>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sandbox/isolation.hpp"
+#include "sys/fd.hpp"
 
 namespace sandbox::isolation::ns {
 
-// The only user inside: unprivileged, mapped to a dedicated unprivileged host id.
+// The code's user inside (kernels, commands, their files): unprivileged, mapped to a
+// dedicated unprivileged host id.
 inline constexpr uid_t inside_uid = 1000;
 inline constexpr gid_t inside_gid = 1000;
 inline constexpr uid_t host_uid = 101000;  // like the first subuid range, owned by no one
 inline constexpr gid_t host_gid = 101000;
+// The agent's real and saved uid: not the code's, so the kernel's ptrace and signal checks
+// refuse code any access to the agent (its effective uid is the code's; docs/isolation.md).
+inline constexpr uid_t agent_inside_uid = 1001;
+inline constexpr uid_t agent_host_uid = 101001;
+// The capabilities the agent execs with (ambient), for that switch; it drops them then.
+// CAP_SETPCAP too, so that it can empty its bounding set (which code inherits) after.
+inline constexpr std::uint64_t agent_caps = std::uint64_t{1} << 7 | std::uint64_t{1} << 8;  // CAP_SETUID, CAP_SETPCAP
 
 // The host dir the new root's tmpfs is mounted on, in the child's private mount namespace
 // (the host sees nothing there). Bind sources are opened as fds before it is covered.
@@ -60,6 +70,9 @@ struct MountStep {
   bool is_file = false;  // bind of a file: the mount point is an empty file, not a dir
   bool optional = false; // skipped when the source or target does not exist
   char via[32] = {};     // bind: "/proc/self/fd/N", filled in by mount::open_sources()
+  int staged_fd = -1;    // bind: a detached mount the parent holds, bound instead of `source`
+                         // (which stays the fallback where the kernel refuses that)
+  char via_staged[32] = {};
 };
 
 struct Rlimit {
@@ -70,14 +83,14 @@ struct Rlimit {
 // The child's setup steps, in the order contain() runs them.
 enum class Step : int {
   cloned, signals, await_id_maps, open_sources, setuid, mount, loopback, set_hostname,
-  close_fds, rlimits, await_cgroup, cgroup_ns, pdeathsig_setsid, drop_caps, no_new_privs,
-  chdir, seccomp_personality, seccomp, execve,
+  close_fds, rlimits, await_cgroup, cgroup_ns, pdeathsig_setsid, chdir, drop_caps,
+  no_new_privs, seccomp_personality, seccomp, execve,
 };
 inline constexpr const char* step_names[] = {
     "cloned", "signals", "waiting for the uid/gid maps", "open bind source", "setuid",
     "mount", "loopback up", "hostname", "close fds", "rlimits", "waiting for the cgroup",
-    "cgroup namespace", "parent-death signal, setsid", "drop capabilities", "no_new_privs",
-    "chdir", "seccomp (personality)", "seccomp", "execve",
+    "cgroup namespace", "parent-death signal, setsid", "chdir", "drop capabilities",
+    "no_new_privs", "seccomp (personality)", "seccomp", "execve",
 };
 static_assert(std::size(step_names) == static_cast<std::size_t>(Step::execve) + 1);
 inline const char* step_name(int step) {
@@ -133,19 +146,33 @@ bool init_ns(const ChildPlan& plan, const char** failed_target);
 namespace net { bool init_ns(); }                                  // loopback up
 namespace ipc_uts { bool init_ns(); }                              // hostname
 namespace cgroup { bool init_ns(); }                               // new cgroup namespace
-namespace capabilities { bool drop(int cap_last); }
+namespace capabilities {
+bool drop_bounding(int cap_last, std::uint64_t keep);  // needs CAP_SETPCAP effective
+bool set(std::uint64_t keep);  // effective, permitted, inheritable and ambient = keep
+bool drop(int cap_last);       // none in any set
+}
 namespace rlimits { bool apply(const std::vector<Rlimit>& limits); }
 namespace seccomp { bool load(const std::vector<sock_filter>& filter); }
 bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 5-8
 
 // ---- parent side ----
 namespace user {
-// Writes the child's uid/gid maps (inside_uid -> host_uid). Throws sandbox::Error.
+// Writes the child's uid/gid maps (inside_uid -> host_uid, agent_inside_uid ->
+// agent_host_uid). Throws sandbox::Error.
 void init_ns_from_parent(pid_t child);
 }
 namespace mount {
 // The steps that build the new root for `spec` (host paths probed now, in the parent).
-std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root);
+// `staged_runtime`: staged_runtime()'s fd for spec.runtime_dir, or -1.
+std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root, int staged_runtime = -1);
+
+// The runtime dir copied, once per process and dir, into a tmpfs that is never attached to
+// the host's tree (fsopen/fsmount), read-only; sessions bind it at /opt/sandbox. A bind of
+// the host dir would show its host path in every session's /proc/self/mountinfo (the
+// "root" field is the path within the source filesystem); this one shows "/". Copied again
+// when the dir's top level changes (a rebuild). Holds -1 (and the host dir is bound) where
+// the kernel lacks the mount API. Keep the pointer until the child has made its binds.
+std::shared_ptr<const sys::UniqueFd> staged_runtime(const std::filesystem::path& runtime_dir);
 
 // The workspace quota: a size-limited tmpfs mounted on the host at spec.workspace, owned
 // by host_uid, for as long as any Workspace object for that path lives (instances of one

@@ -7,6 +7,7 @@
 // says "ready" to the agent.
 #include "isolation/namespaces/template.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 // The order template/module.cpp joins them in.
 constexpr const char* ns_names[] = {"user", "mnt", "ipc", "uts", "net", "cgroup", "pid"};
 constexpr int template_socket_fd = 3;
+constexpr int template_runtime_fd = 4;  // replaced by a kernel pipe in every fork
 
 std::string key_of(const LaunchSpec& spec) {
   std::string key = spec.interpreters.python.string() + '\n' + spec.runtime_dir.string();
@@ -64,10 +66,15 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
   sock_.reset(sv[0]);
   sys::UniqueFd theirs(sv[1]);
 
+  // The runtime dir reaches it as fd 4, and it names it only through that fd: its argv and
+  // environment are what every fork shows in the session's /proc, and must hold no host path.
+  sys::UniqueFd runtime(::open(spec.runtime_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!runtime) throw_syscall("open", errno, spec.runtime_dir.string());
+  const std::string runtime_fd = "/proc/self/fd/" + std::to_string(template_runtime_fd);
   // -s: it runs as root on the host, so no user site-packages (HOME is /workspace); -B: it
   // writes nothing.
   std::vector<std::string> argv = {spec.interpreters.python.string(), "-u", "-s", "-B",
-                                   (spec.runtime_dir / "kernel.py").string(), "--template"};
+                                   runtime_fd + "/kernel.py", "--template"};
   if (!spec.preload.empty()) {
     std::string joined;
     for (const auto& m : spec.preload) joined += (joined.empty() ? "" : ",") + m;
@@ -78,7 +85,7 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
   // matplotlib's font list from the runtime's prebuilt cache rather than a session's /tmp.
   std::vector<std::string> env;
   for (auto& e : agent_environment(workspace_inside)) {
-    if (e.rfind("MPLCONFIGDIR=", 0) == 0) e = "MPLCONFIGDIR=" + (spec.runtime_dir / "mplcache").string();
+    if (e.rfind("MPLCONFIGDIR=", 0) == 0) e = "MPLCONFIGDIR=" + runtime_fd + "/mplcache";
     env.push_back(std::move(e));
   }
   sys::CStrings args(std::move(argv)), envp(std::move(env));
@@ -86,9 +93,9 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
   if (!null) throw_syscall("open", errno, "/dev/null");
   // Its own process group (a Ctrl-C meant for the server is not its business; it ends when
   // its socket does); fd 2 stays the server's, so a template that cannot start says why.
-  static_assert(template_socket_fd == 3);
+  static_assert(template_socket_fd == 3 && template_runtime_fd == 4);
   pid_ = agent::spawn({args.ptrs[0], args.ptrs.data(), envp.ptrs.data(), "/",
-                       {null.get(), null.get(), STDERR_FILENO, theirs.get()}, 4});
+                       {null.get(), null.get(), STDERR_FILENO, theirs.get(), runtime.get()}, 5});
   started_ = std::chrono::steady_clock::now();
 }
 

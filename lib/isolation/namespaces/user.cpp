@@ -1,5 +1,7 @@
-// The user namespace: the one user inside (uid/gid 1000) is a dedicated unprivileged id on
-// the host; no other id, root included, is mapped.
+// The user namespace: two users inside, the code's (uid/gid 1000) and the agent's (uid
+// 1001, gid 1000), each a dedicated unprivileged id on the host; no other id, root
+// included, is mapped. The agent starts as 1001 and sets its effective uid to 1000 (see
+// lib/agent/main.cpp): code then cannot ptrace, read the memory or fds of, or signal it.
 //
 // We do not write "deny" to /proc/PID/setgroups: the server runs as root, and with "deny"
 // the child would keep root's supplementary group (gid 0) forever, which still grants
@@ -32,11 +34,12 @@ void write_proc(pid_t child, const char* file, const std::string& text) {
 }  // namespace
 
 void init_ns_from_parent(pid_t child) {
-  write_proc(child, "uid_map", std::to_string(inside_uid) + " " + std::to_string(host_uid) + " 1\n");
+  write_proc(child, "uid_map", std::to_string(inside_uid) + " " + std::to_string(host_uid) + " 1\n" +
+                                   std::to_string(agent_inside_uid) + " " + std::to_string(agent_host_uid) + " 1\n");
   write_proc(child, "gid_map", std::to_string(inside_gid) + " " + std::to_string(host_gid) + " 1\n");
 }
 
-// Child side: become the inside user. The child's host ids are root's, which is unmapped
+// Child side: become the agent's user. The child's host ids are root's, which is unmapped
 // here, so the kernel does not clear capabilities on this switch; capabilities::drop()
 // does that explicitly later. The switch made us non-dumpable, which hands /proc/self to
 // root (unmapped, so out of reach): the bind sources are /proc/self/fd links, so undo it.
@@ -50,7 +53,7 @@ bool init_ns() {
   gid_t groups[] = {inside_gid};
   if (::syscall(SYS_setgroups, 1, groups) != 0) return false;
   if (::syscall(SYS_setresgid, inside_gid, inside_gid, inside_gid) != 0) return false;
-  if (::syscall(SYS_setresuid, inside_uid, inside_uid, inside_uid) != 0) return false;
+  if (::syscall(SYS_setresuid, agent_inside_uid, agent_inside_uid, agent_inside_uid) != 0) return false;
   return ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0;
 }
 

@@ -139,6 +139,7 @@ fs::path write_bundle(const LaunchSpec& spec, const fs::path& dir, const BundleO
     if (exe.is_absolute() && !under_system_path(exe)) root.host(exe, exe);
   const std::string uid = std::to_string(user_uid), gid = std::to_string(user_gid);
   root.file("/etc/passwd", "sandbox:x:" + uid + ":" + gid + ":sandbox:/workspace:/bin/sh\n"
+                           "agent:x:" + std::to_string(agent_uid) + ":" + gid + ":sandbox agent:/nonexistent:/usr/sbin/nologin\n"
                            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
   root.file("/etc/group", "sandbox:x:" + gid + ":\nnogroup:x:65534:\n");
   root.file("/etc/hostname", std::string(hostname) + "\n");
@@ -155,21 +156,29 @@ fs::path write_bundle(const LaunchSpec& spec, const fs::path& dir, const BundleO
   if (args.empty()) {
     fs::path agent = fs::path(runtime_inside) / "sandbox-agent";
     args = agent_argv(agent, agent_control_fd, workspace_inside, runtime_inside, spec);
+    args.push_back("--code-uid");
+    args.push_back(uid);
+    args.push_back("--keep-uid");
   }
   const Limits& l = spec.limits;
+  // RLIMIT_NPROC counts per uid: the agent, under its own, is one of the session's processes.
+  const std::uint64_t nproc = l.max_processes > 1 ? l.max_processes - 1 : 1;
+  const json setuid = options.args.empty() ? json::array({"CAP_SETUID", "CAP_SETPCAP", "CAP_KILL"}) : json::array();
   json process = {
       {"terminal", false},
-      {"user", {{"uid", user_uid}, {"gid", user_gid}, {"additionalGids", json::array()}}},
+      // The agent's uid with CAP_SETUID, CAP_SETPCAP and CAP_KILL only. It keeps its uid (see
+      // --keep-uid in lib/agent/main.cpp), drops CAP_SETPCAP and the rest of the bounding set,
+      // and keeps CAP_SETUID (a child's uid) and CAP_KILL (signals to code). Code gets none in any set, and no way
+      // to gain any (setuid files, file caps). cwd: the workspace is the code's, mode 0700.
+      {"user", {{"uid", agent_uid}, {"gid", user_gid}, {"additionalGids", json::array()}}},
       {"args", args},
       {"env", agent_environment(workspace_inside)},
-      {"cwd", workspace_inside},
-      // No capabilities in any set, and no way to gain any (setuid files, file caps).
-      {"capabilities", {{"bounding", json::array()}, {"effective", json::array()},
-                        {"inheritable", json::array()}, {"permitted", json::array()},
-                        {"ambient", json::array()}}},
+      {"cwd", "/"},
+      {"capabilities", {{"bounding", setuid}, {"effective", setuid}, {"inheritable", setuid},
+                        {"permitted", setuid}, {"ambient", setuid}}},
       {"noNewPrivileges", true},
       {"rlimits", {rlimit("RLIMIT_NOFILE", l.open_files), rlimit("RLIMIT_CORE", 0),
-                   rlimit("RLIMIT_FSIZE", l.disk_bytes), rlimit("RLIMIT_NPROC", l.max_processes),
+                   rlimit("RLIMIT_FSIZE", l.disk_bytes), rlimit("RLIMIT_NPROC", nproc),
                    rlimit("RLIMIT_CPU", static_cast<std::uint64_t>(l.cpu_time.count()))}},
   };
   // pid, ipc, uts, mount, and a network namespace with loopback only (--network=none too).

@@ -27,6 +27,10 @@ namespace sandbox::isolation::runsc {
 // gVisor's gofer creates host files with the caller's ids, so inside == host here.
 inline constexpr uid_t user_uid = 101000;
 inline constexpr gid_t user_gid = 101000;
+// The agent's uid: code cannot ptrace, open or signal it. Unlike on the other backends the
+// agent keeps it as its effective uid too, with CAP_SETUID and CAP_KILL (--keep-uid in
+// lib/agent/main.cpp: gVisor's /proc/<pid>/fd follows file ownership).
+inline constexpr uid_t agent_uid = 101001;
 
 // Where things appear inside the container.
 inline constexpr const char* workspace_inside = "/workspace";
