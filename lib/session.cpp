@@ -368,6 +368,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   if (timeout.count() <= 0 || timeout > std::chrono::hours(24))
     throw Error(errc::invalid_argument, "timeout must be within (0, 24h]");
   if (req.code.size() > (16u << 20)) throw Error(errc::resource_exhausted, "code larger than 16 MiB");
+  std::shared_ptr<void> admitted = ctx_.admit_execution ? ctx_.admit_execution(owner_) : nullptr;
   auto a = agent();
   std::shared_ptr<ExecutionImpl> ex;
   Running entry;
@@ -385,6 +386,9 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
     ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_.output_bytes,
                                          weak_from_this());
   }
+  // The tenant's count holds until the execution ends, however it ends: a subscriber lives
+  // until then (or until the execution is dropped).
+  if (admitted) ex->subscribe([admitted] {});
   entry.exec = ex;
   entry.usage_before = a->usage();
   entry.timeout = timeout;

@@ -21,8 +21,9 @@ int http_status(errc code, bool request_too_large) noexcept {
   return 500;
 }
 
-std::string error_body(errc code, std::string_view message) {
+std::string error_body(errc code, std::string_view message, std::string_view quota) {
   nlohmann::json j = {{"error", {{"code", to_string(code)}, {"message", message}}}};
+  if (!quota.empty()) j["error"]["quota"] = quota;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
