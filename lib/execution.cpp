@@ -192,6 +192,7 @@ void ExecutionImpl::on_done(std::string_view payload, const std::function<void(R
   }
   r.duration_ms = ms_since(started_);
   if (refine) refine(r);
+  hold_.reset();
   done_ = true;
   publish(lock);
 }
@@ -203,6 +204,7 @@ void ExecutionImpl::fail(Status status, Termination why, std::string note) {
   result_.termination = why;
   result_.note = std::move(note);
   result_.duration_ms = ms_since(started_);
+  hold_.reset();
   done_ = true;
   publish(lock);
 }

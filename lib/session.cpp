@@ -386,9 +386,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
     ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_.output_bytes,
                                          weak_from_this());
   }
-  // The tenant's count holds until the execution ends, however it ends: a subscriber lives
-  // until then (or until the execution is dropped).
-  if (admitted) ex->subscribe([admitted] {});
+  ex->hold_until_done(std::move(admitted));  // the tenant's count, until it ends however it ends
   entry.exec = ex;
   entry.usage_before = a->usage();
   entry.timeout = timeout;
