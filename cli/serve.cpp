@@ -31,6 +31,16 @@ and close every session.
   --timeout S          default (and maximum) execution timeout in seconds (default 10)
   --memory MB          session memory limit in MiB (default 512)
   --warm-pool N        keep N ready sessions in reserve (default 0)
+
+Quotas (docs/http.md#quotas); over one: 429 resource_exhausted naming it. A tenant is a token.
+  --max-sessions N     open sessions of all tenants together (default 1000)
+  --max-sessions-per-tenant N    open sessions of one tenant (default 0 = no quota)
+  --max-executions-per-tenant N  one tenant's executions, submitted and not yet ended
+                       (default 0 = no quota)
+  --sessions-memory MB all sessions' memory together, a parent cgroup (default: 80% of
+                       MemTotal or MemTotal minus 1 GiB, the lower; namespaces backend)
+  --sessions-processes N  all sessions' processes together (default: 75% of the kernel's
+                       pid_max / threads-max, the lower)
   --threads N          I/O threads (default 2)
   --max-connections N  connection cap (default 20000, at most half the open-file limit)
   --header-timeout S   a started request header must be complete in S seconds (default 10; 408)
@@ -123,6 +133,12 @@ int serve_main(int argc, char** argv) {
     else if (a == "--timeout") so.limits.timeout = std::chrono::seconds(number(a, value()));
     else if (a == "--memory") so.limits.memory_bytes = number(a, value()) << 20;
     else if (a == "--warm-pool") so.warm_pool = number(a, value());
+    else if (a == "--max-sessions") so.max_sessions = number(a, value());
+    else if (a == "--max-sessions-per-tenant") so.max_sessions_per_tenant = number(a, value());
+    else if (a == "--max-executions-per-tenant") so.max_executions_per_tenant = number(a, value());
+    else if (a == "--sessions-memory") so.sessions_memory_bytes = number(a, value()) << 20;
+    else if (a == "--sessions-processes")
+      so.sessions_processes = static_cast<std::uint32_t>(std::min<std::uint64_t>(number(a, value()), UINT32_MAX));
     else if (a == "--threads") o.io_threads = std::max<std::uint64_t>(1, number(a, value()));
     else if (a == "--max-connections") o.max_connections = std::max<std::uint64_t>(1, number(a, value()));
     else if (a == "--header-timeout") o.header_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));

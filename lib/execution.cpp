@@ -218,6 +218,7 @@ void ExecutionImpl::on_done(agent::Done&& d, const std::function<void(Result&)>&
   }
   r.duration_ms = ms_since(started_);
   if (refine) refine(r);
+  hold_.reset();
   done_ = true;
   publish(lock);
 }
@@ -238,6 +239,7 @@ void ExecutionImpl::fail(Status status, Termination why, std::string note) {
   result_.termination = why;
   result_.note = std::move(note);
   result_.duration_ms = ms_since(started_);
+  hold_.reset();
   done_ = true;
   publish(lock);
 }

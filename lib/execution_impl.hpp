@@ -44,6 +44,9 @@ class ExecutionImpl final : public Execution {
   std::uint64_t footprint() const;
   // Ends the execution without the agent (agent lost, backstop timeout).
   void fail(Status status, Termination why, std::string note);
+  // Kept until the execution ends, let go before anyone can see it ended (a tenant's
+  // execution count). Set before the execution can end.
+  void hold_until_done(std::shared_ptr<void> hold) { hold_ = std::move(hold); }
 
  private:
   void publish(std::unique_lock<std::mutex>& lock);
@@ -58,6 +61,7 @@ class ExecutionImpl final : public Execution {
   std::condition_variable changed_;
   Result result_;
   bool done_ = false;
+  std::shared_ptr<void> hold_;
   std::chrono::steady_clock::time_point submitted_, started_;
   std::map<std::uint64_t, std::function<void()>> subscribers_;
   std::uint64_t next_token_ = 1;

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <atomic>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -38,8 +39,13 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   void beat();
 
   mutable std::mutex mutex;
-  // A null entry reserves an id while its session starts.
-  std::map<std::string, std::shared_ptr<SessionImpl>, std::less<>> sessions;
+  // By (owner, id): each tenant names its sessions in its own namespace. A null entry
+  // reserves an id while its session starts.
+  using Key = std::pair<std::string, std::string>;
+  std::map<Key, std::shared_ptr<SessionImpl>> sessions;
+  // Per owner: sessions (reservations included; the warm pool is nobody's until taken) and
+  // executions from submit to end.
+  std::map<std::string, std::size_t, std::less<>> sessions_of, executions_of;
   Stats stats;
 
   // The warm pool: sessions launched ahead of demand with the default limits.
@@ -51,9 +57,56 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   std::shared_ptr<SessionImpl> make_session(std::string id, std::string owner, Limits limits,
                                             Language warm);
   void fill_pool();
+  // One execution counted against its owner's quota, until the session lets go of it.
+  struct Admission {
+    std::weak_ptr<Impl> sandbox;
+    std::string owner;
+    ~Admission() {
+      auto im = sandbox.lock();
+      if (!im) return;
+      std::lock_guard lock(im->mutex);
+      auto it = im->executions_of.find(owner);
+      if (it != im->executions_of.end() && --it->second == 0) im->executions_of.erase(it);
+    }
+  };
+  std::shared_ptr<void> admit_execution(const std::string& owner);
+  void forget(const Key& key);  // drops an entry (locked) and its owner's count
 };
 
+std::shared_ptr<void> Sandbox::Impl::admit_execution(const std::string& owner) {
+  const std::size_t quota = options.max_executions_per_tenant;
+  if (quota == 0) return nullptr;
+  std::lock_guard lock(mutex);
+  std::size_t& n = executions_of[owner];
+  if (n >= quota) {
+    if (n == 0) executions_of.erase(owner);
+    throw QuotaExceeded("executions_per_tenant",
+                        "tenant quota: " + std::to_string(quota) + " concurrent executions per tenant");
+  }
+  ++n;
+  auto a = std::make_shared<Admission>();
+  a->sandbox = weak_from_this();
+  a->owner = owner;
+  return a;
+}
+
+void Sandbox::Impl::forget(const Key& key) {
+  if (sessions.erase(key) == 0) return;
+  auto it = sessions_of.find(key.first);
+  if (it != sessions_of.end() && --it->second == 0) sessions_of.erase(it);
+}
+
 namespace {
+
+std::uint64_t read_u64(const char* file, std::string_view key = {}) {
+  std::ifstream in(file);
+  std::string word;
+  std::uint64_t v = 0;
+  if (key.empty()) return in >> v ? v : 0;
+  while (in >> word)
+    if (word == key) return in >> v ? v : 0;
+  return 0;
+}
 
 std::string generated_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -77,6 +130,23 @@ void remove_tree(const std::filesystem::path& p) {
 }
 
 }  // namespace
+
+SessionsCeiling default_sessions_ceiling() {
+  SessionsCeiling c;
+  const std::uint64_t total = read_u64("/proc/meminfo", "MemTotal:") * 1024;
+  if (total > 0) {
+    // Room for the host itself: a fifth of memory, or a GiB on a large host; a small host
+    // keeps half for sessions rather than nothing.
+    const std::uint64_t gib = 1ull << 30;
+    std::uint64_t m = std::min<std::uint64_t>(total / 5 * 4, total > gib ? total - gib : 0);
+    c.memory_bytes = std::max(m, total / 2);
+  }
+  std::uint64_t pids = read_u64("/proc/sys/kernel/pid_max");
+  if (std::uint64_t threads = read_u64("/proc/sys/kernel/threads-max"); threads && (!pids || threads < pids))
+    pids = threads;
+  c.processes = static_cast<std::uint32_t>(std::min<std::uint64_t>(pids / 4 * 3, UINT32_MAX));
+  return c;
+}
 
 std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::string owner,
                                                         Limits limits, Language warm) {
@@ -102,6 +172,10 @@ std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::st
                          ++self->stats.executions_by_status[std::string(to_string(r.status))];
                        }
                      }};
+  ctx.admit_execution = [weak](const std::string& tenant) -> std::shared_ptr<void> {
+    auto self = weak.lock();
+    return self ? self->admit_execution(tenant) : nullptr;
+  };
   auto s = std::make_shared<SessionImpl>(std::move(ctx), std::move(id), std::move(owner), limits, spec);
   try {
     s->launch(warm);
@@ -163,6 +237,10 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   ::chmod((im.state_dir / "sessions").c_str(), 0711);
   im.backend = isolation::make_backend(im.options.isolation);
   im.backend->recover(im.state_dir);
+  const SessionsCeiling host = default_sessions_ceiling();
+  if (im.options.sessions_memory_bytes == 0) im.options.sessions_memory_bytes = host.memory_bytes;
+  if (im.options.sessions_processes == 0) im.options.sessions_processes = host.processes;
+  im.backend->bound_sessions(im.options.sessions_memory_bytes, im.options.sessions_processes);
   // Leftovers of a crashed earlier server (s<pid>-<n> of a pid that is gone) go too; a live
   // process's sessions, even another Sandbox's in this process, stay.
   if (!im.owns_state_dir) {
@@ -215,14 +293,21 @@ std::shared_ptr<Session> Sandbox::create_session(SessionOptions opts) {
   }
   Limits limits = opts.limits.value_or(im.options.limits);
   limits.validate();
+  const Impl::Key key{opts.owner, opts.id};
   std::shared_ptr<SessionImpl> pooled;
   {
     std::lock_guard lock(im.mutex);
     if (im.stopping) throw Error(errc::unavailable, "the sandbox is shutting down");
-    if (im.sessions.count(opts.id)) throw Error(errc::already_exists, "session " + opts.id + " exists");
+    if (im.sessions.count(key)) throw Error(errc::already_exists, "session " + opts.id + " exists");
+    const std::size_t per_tenant = im.options.max_sessions_per_tenant;
+    if (auto it = im.sessions_of.find(opts.owner);
+        per_tenant > 0 && it != im.sessions_of.end() && it->second >= per_tenant)
+      throw QuotaExceeded("sessions_per_tenant",
+                          "tenant quota: " + std::to_string(per_tenant) + " sessions per tenant");
     if (im.sessions.size() >= im.options.max_sessions)
-      throw Error(errc::resource_exhausted, "too many sessions (max " + std::to_string(im.options.max_sessions) + ")");
-    im.sessions.emplace(opts.id, nullptr);
+      throw QuotaExceeded("sessions", "server quota: " + std::to_string(im.options.max_sessions) + " sessions");
+    im.sessions.emplace(key, nullptr);
+    ++im.sessions_of[opts.owner];
     if (!opts.limits && !im.pool.empty() && opts.language == Language::python) {
       pooled = std::move(im.pool.front());
       im.pool.pop_front();
@@ -239,23 +324,23 @@ std::shared_ptr<Session> Sandbox::create_session(SessionOptions opts) {
     }
   } catch (...) {
     std::lock_guard lock(im.mutex);
-    im.sessions.erase(opts.id);
+    im.forget(key);
     throw;
   }
   std::lock_guard lock(im.mutex);
-  im.sessions[opts.id] = s;
+  im.sessions[key] = s;
   ++im.stats.sessions_created;
   return s;
 }
 
-std::shared_ptr<Session> Sandbox::find(std::string_view id) const {
+std::shared_ptr<Session> Sandbox::find(std::string_view id, std::string_view owner) const {
   std::lock_guard lock(impl_->mutex);
-  auto it = impl_->sessions.find(id);
+  auto it = impl_->sessions.find(Impl::Key{owner, id});
   return it == impl_->sessions.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Session> Sandbox::session(std::string_view id) const {
-  auto s = find(id);
+std::shared_ptr<Session> Sandbox::session(std::string_view id, std::string_view owner) const {
+  auto s = find(id, owner);
   if (!s) throw Error(errc::not_found, "no session " + std::string(id));
   return s;
 }
@@ -269,14 +354,15 @@ std::vector<std::shared_ptr<Session>> Sandbox::sessions() const {
   return out;
 }
 
-void Sandbox::close_session(std::string_view id) {
+void Sandbox::close_session(std::string_view id, std::string_view owner) {
   std::shared_ptr<SessionImpl> s;
   {
     std::lock_guard lock(impl_->mutex);
-    auto it = impl_->sessions.find(id);
+    const Impl::Key key{owner, id};
+    auto it = impl_->sessions.find(key);
     if (it == impl_->sessions.end() || !it->second) throw Error(errc::not_found, "no session " + std::string(id));
     s = std::move(it->second);
-    impl_->sessions.erase(it);
+    impl_->forget(key);
     ++impl_->stats.sessions_closed;
   }
   s->close();

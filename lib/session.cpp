@@ -363,6 +363,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   if (timeout.count() <= 0 || timeout > std::chrono::hours(24))
     throw Error(errc::invalid_argument, "timeout must be within (0, 24h]");
   if (req.code.size() > (16u << 20)) throw Error(errc::resource_exhausted, "code larger than 16 MiB");
+  std::shared_ptr<void> admitted = ctx_.admit_execution ? ctx_.admit_execution(owner_) : nullptr;
   auto a = agent();
   std::shared_ptr<ExecutionImpl> ex;
   Running entry;
@@ -383,6 +384,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
     ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_,
                                          weak_from_this());
   }
+  ex->hold_until_done(std::move(admitted));  // the tenant's count, until it ends however it ends
   entry.exec = ex;
   entry.usage_before = a->usage();
   entry.timeout = timeout;

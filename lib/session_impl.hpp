@@ -22,6 +22,9 @@ struct SessionContext {
   boost::asio::io_context& io;
   isolation::Backend& backend;
   std::function<void(const Result&)> on_execution_done;  // metrics
+  // Counts one execution of `owner` until the returned hold is let go (at its end); throws
+  // QuotaExceeded over the tenant's quota. May return null (no quota).
+  std::function<std::shared_ptr<void>(const std::string& owner)> admit_execution;
 };
 
 class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {

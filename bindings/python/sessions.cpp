@@ -270,7 +270,8 @@ struct PySession {
   void close_nogil() noexcept {
     owned = false;
     try {
-      if (sandbox->find(session->id()) == session) sandbox->close_session(session->id());
+      if (sandbox->find(session->id(), session->owner()) == session)
+        sandbox->close_session(session->id(), session->owner());
     } catch (...) {
       // Closed meanwhile (another thread, Sandbox.close()): nothing left to do.
     }
@@ -345,9 +346,11 @@ constexpr const char* limits_doc = R"doc(Limits (None keeps the default):
     cpus           CPU share in cores (default 1.0))doc";
 
 std::unique_ptr<PySession> create_session(const SandboxPtr& sb, std::optional<std::string> id,
-                                          const std::string& language, const LimitArgs& limits) {
+                                          const std::string& language, const LimitArgs& limits,
+                                          std::string owner = {}) {
   SessionOptions opts;
   if (id) opts.id = *id;
+  opts.owner = std::move(owner);
   opts.language = parse_language(language);
   opts.limits = limits.apply(sb->options().limits);
   nogil release;
@@ -359,7 +362,7 @@ void close_all(const SandboxPtr& sb) noexcept {
   try {
     for (auto& s : sb->sessions()) {
       try {
-        sb->close_session(s->id());
+        sb->close_session(s->id(), s->owner());
       } catch (const Error&) {
         // Closed meanwhile by another thread.
       }
@@ -619,6 +622,10 @@ runtime_dir: where sandbox-agent and the kernels live (None: $SANDBOX_RUNTIME_DI
     installed package's, or the build tree's).
 warm_pool: ready sessions kept in reserve, so that new sessions start at once.
 max_sessions: more open sessions raise LimitExceededError.
+max_sessions_per_tenant, max_executions_per_tenant: quotas per owner (see session(owner=...));
+    0 = none. Over one raises LimitExceededError naming the quota.
+sessions_memory, sessions_processes: the ceiling of all sessions together (bytes, processes;
+    a parent cgroup where the backend has one); 0 = the default, below the host's.
 The limit arguments set the defaults of its sessions.
 
 )doc") + limits_doc;
@@ -626,30 +633,41 @@ The limit arguments set the defaults of its sessions.
   py::class_<Sandbox, SandboxPtr>(m, "Sandbox", sandbox_doc.c_str())
       .def(py::init([](std::optional<std::filesystem::path> state_dir, std::optional<std::string> isolation,
                        std::optional<std::filesystem::path> runtime_dir, std::size_t warm_pool,
-                       std::size_t max_sessions, SANDBOX_LIMIT_PARAMS) {
+                       std::size_t max_sessions, std::size_t max_sessions_per_tenant,
+                       std::size_t max_executions_per_tenant, std::uint64_t sessions_memory,
+                       std::uint32_t sessions_processes, SANDBOX_LIMIT_PARAMS) {
              Options o = make_options(std::move(state_dir), std::move(isolation), std::move(runtime_dir));
              o.limits = SANDBOX_LIMIT_VALUES.apply(o.limits);
              o.warm_pool = warm_pool;
              o.max_sessions = max_sessions;
+             o.max_sessions_per_tenant = max_sessions_per_tenant;
+             o.max_executions_per_tenant = max_executions_per_tenant;
+             o.sessions_memory_bytes = sessions_memory;
+             o.sessions_processes = sessions_processes;
              nogil release;
              return std::make_shared<Sandbox>(std::move(o));
            }),
            py::arg("state_dir") = py::none(), py::arg("isolation") = py::none(), py::kw_only(),
            py::arg("runtime_dir") = py::none(), py::arg("warm_pool") = 0, py::arg("max_sessions") = 1000,
-           SANDBOX_LIMIT_ARGS)
+           py::arg("max_sessions_per_tenant") = 0, py::arg("max_executions_per_tenant") = 0,
+           py::arg("sessions_memory") = 0, py::arg("sessions_processes") = 0, SANDBOX_LIMIT_ARGS)
       .def(
           "session",
           [](const SandboxPtr& sb, std::optional<std::string> id, const std::string& language,
-             SANDBOX_LIMIT_PARAMS) { return create_session(sb, std::move(id), language, SANDBOX_LIMIT_VALUES); },
-          py::arg("id") = py::none(), py::kw_only(), py::arg("language") = "python", SANDBOX_LIMIT_ARGS,
-          "Makes a new Session (see help(sandbox.Session)); limits default to this Sandbox's.")
+             std::string owner, SANDBOX_LIMIT_PARAMS) {
+            return create_session(sb, std::move(id), language, SANDBOX_LIMIT_VALUES, std::move(owner));
+          },
+          py::arg("id") = py::none(), py::kw_only(), py::arg("language") = "python", py::arg("owner") = "",
+          SANDBOX_LIMIT_ARGS,
+          "Makes a new Session (see help(sandbox.Session)); limits default to this Sandbox's. "
+          "`owner` names its tenant: ids are per owner, and the per-tenant quotas count by it.")
       .def(
           "get",
-          [](const SandboxPtr& sb, const std::string& id) {
+          [](const SandboxPtr& sb, const std::string& id, const std::string& owner) {
             nogil release;
-            return std::make_unique<PySession>(sb, sb->session(id), false);
+            return std::make_unique<PySession>(sb, sb->session(id, owner), false);
           },
-          py::arg("id"),
+          py::arg("id"), py::kw_only(), py::arg("owner") = "",
           "The open session `id`, shared (not closed when this object is collected). Raises "
           "NotFoundError.")
       .def(

@@ -102,6 +102,12 @@ class Backend {
   virtual std::unique_ptr<Instance> launch(const LaunchSpec& spec) = 0;
   // Removes what a crashed earlier run left under `state_dir` (containers, cgroups, mounts).
   virtual void recover(const std::filesystem::path& state_dir) { (void)state_dir; }
+  // Bounds the memory and processes of every session this backend starts, together (a
+  // parent cgroup of them all). Backends without one ignore it; containment() says so.
+  virtual void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) {
+    (void)memory_bytes;
+    (void)processes;
+  }
 };
 
 // Names of every backend this build knows, strongest first: "runsc", "namespaces", "rlimit".

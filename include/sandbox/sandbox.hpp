@@ -34,7 +34,35 @@ struct Options {
   isolation::Interpreters interpreters;
   std::vector<std::string> preload = {"numpy", "matplotlib.pyplot"};  // imported by warm kernels
   std::size_t warm_pool = 0;           // ready sessions kept in reserve
-  std::size_t max_sessions = 1000;
+  // Quotas (docs/http.md#quotas). A tenant is a session's owner; "" is one tenant too.
+  std::size_t max_sessions = 1000;             // open sessions of every tenant together
+  std::size_t max_sessions_per_tenant = 0;     // open sessions of one owner; 0 = no quota
+  std::size_t max_executions_per_tenant = 0;   // one owner's executions from submit to end; 0 = none
+  // The ceiling of every session of this Sandbox together (a parent cgroup, on backends
+  // with cgroups); 0 = the default, below the host's (see default_sessions_ceiling()).
+  std::uint64_t sessions_memory_bytes = 0;
+  std::uint32_t sessions_processes = 0;
+};
+
+// The all-sessions ceiling a Sandbox uses when Options leave it 0: memory 80% of MemTotal
+// or MemTotal minus 1 GiB, whichever is lower (never under half of MemTotal); processes
+// 75% of the lower of kernel.pid_max and kernel.threads-max.
+struct SessionsCeiling {
+  std::uint64_t memory_bytes = 0;
+  std::uint32_t processes = 0;
+};
+SessionsCeiling default_sessions_ceiling();
+
+// Over a quota of Options: resource_exhausted, and which quota ("sessions",
+// "sessions_per_tenant", "executions_per_tenant"), for front-ends to report.
+class QuotaExceeded : public Error {
+ public:
+  QuotaExceeded(std::string quota, std::string message)
+      : Error(errc::resource_exhausted, std::move(message)), quota_(std::move(quota)) {}
+  const std::string& quota() const noexcept { return quota_; }
+
+ private:
+  std::string quota_;
 };
 
 // Counters for metrics, read without locks.
@@ -50,14 +78,17 @@ class Sandbox {
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
 
-  // Throws already_exists, invalid_argument, resource_exhausted (max_sessions), unavailable.
+  // Sessions are keyed by (owner, id): each tenant has its own ids, so two owners may each
+  // have a session "a", and neither can learn that the other's exists.
+  // Throws already_exists (this owner has the id), invalid_argument, QuotaExceeded
+  // (max_sessions, max_sessions_per_tenant), unavailable.
   std::shared_ptr<Session> create_session(SessionOptions opts = {});
   // Throws not_found.
-  std::shared_ptr<Session> session(std::string_view id) const;
-  std::shared_ptr<Session> find(std::string_view id) const;  // null if absent
-  std::vector<std::shared_ptr<Session>> sessions() const;
+  std::shared_ptr<Session> session(std::string_view id, std::string_view owner = {}) const;
+  std::shared_ptr<Session> find(std::string_view id, std::string_view owner = {}) const;  // null if absent
+  std::vector<std::shared_ptr<Session>> sessions() const;  // every owner's
   // Throws not_found.
-  void close_session(std::string_view id);
+  void close_session(std::string_view id, std::string_view owner = {});
 
   // The watchdog: false when the library's I/O loop (which serves every session's agent)
   // has not turned for `max_lag`. A liveness probe (`/healthz`) asks this.
@@ -66,7 +97,7 @@ class Sandbox {
   // "" when a new session could be created now, else why not (no host path): descriptors
   // near the limit, the state dir out of inodes or space, the agent or backend missing.
   std::string readiness() const;
-  const Options& options() const;
+  const Options& options() const;  // with the ceiling's defaults filled in
   Stats stats() const;
 
  private:

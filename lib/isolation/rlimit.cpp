@@ -122,7 +122,8 @@ class RlimitBackend final : public Backend {
              "wall-clock timeout", "processes per uid (shared by every rlimit session)",
              "root: code runs as uid 65534", "the agent (its own uid: no ptrace, memory, fds or signals from code)"},
             {"the host filesystem (readable as that uid)", "the network", "other sessions' processes (same uid)",
-             "memory of the whole session", "daemons that escape after the agent dies", "kernel attack surface"}};
+             "memory of the whole session", "all sessions' memory and processes together (no parent cgroup)",
+             "daemons that escape after the agent dies", "kernel attack surface"}};
   }
 
   std::unique_ptr<Instance> launch(const LaunchSpec& spec) override {

@@ -51,14 +51,21 @@ Tokens Tokens::parse(std::string_view text) {
     auto line = trim(text.substr(0, nl));
     text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
     if (line.empty() || line.front() == '#') continue;
-    auto colon = line.find(':');
     Entry e;
-    if (colon == std::string_view::npos) {
-      e.token = std::string(line);
-      e.owner = digest_name(line);
-    } else {
-      e.owner = std::string(trim(line.substr(0, colon)));
-      e.token = std::string(trim(line.substr(colon + 1)));
+    auto colon = line.find(':');
+    auto rest = trim(colon == std::string_view::npos ? line : line.substr(colon + 1));
+    // Flags follow the token after blanks: `name:token admin`.
+    auto blank = rest.find_first_of(" \t");
+    e.token = std::string(rest.substr(0, blank));
+    e.owner = colon == std::string_view::npos ? digest_name(e.token) : std::string(trim(line.substr(0, colon)));
+    for (auto flags = blank == std::string_view::npos ? std::string_view{} : rest.substr(blank);
+         !(flags = trim(flags)).empty();) {
+      auto stop = flags.find_first_of(" \t");
+      auto word = flags.substr(0, stop);
+      if (word != "admin")
+        throw Error(errc::invalid_argument, "token file: unknown flag '" + std::string(word) + "' (known: admin)");
+      e.admin = true;
+      flags = stop == std::string_view::npos ? std::string_view{} : flags.substr(stop);
     }
     if (e.token.empty() || e.owner.empty())
       throw Error(errc::invalid_argument, "token file: an entry has an empty name or token");
@@ -68,6 +75,12 @@ Tokens Tokens::parse(std::string_view text) {
 }
 
 std::optional<std::string> Tokens::owner_for(std::string_view authorization) const {
+  auto who = identify(authorization);
+  if (!who) return std::nullopt;
+  return std::move(who->owner);
+}
+
+std::optional<Tokens::Identity> Tokens::identify(std::string_view authorization) const {
   auto v = trim(authorization);
   constexpr std::string_view scheme = "Bearer ";
   if (v.size() <= scheme.size()) return std::nullopt;
@@ -77,10 +90,10 @@ std::optional<std::string> Tokens::owner_for(std::string_view authorization) con
       return std::nullopt;
   if (v[scheme.size() - 1] != ' ') return std::nullopt;
   auto token = trim(v.substr(scheme.size()));
-  std::optional<std::string> owner;
+  std::optional<Identity> who;
   for (const Entry& e : entries_)  // every entry is compared: no early exit on a match
-    if (same(e.token, token) && !owner) owner = e.owner;
-  return owner;
+    if (same(e.token, token) && !who) who = Identity{e.owner, e.admin};
+  return who;
 }
 
 }  // namespace sandbox::server

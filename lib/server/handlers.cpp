@@ -133,17 +133,15 @@ json session_json(const Session& s) {
   return j;
 }
 
-// The session a request names. Another tenant's session is "not found", exactly like a
-// missing one, so ids do not leak across tenants. Seed routes may create it.
+// The session a request names, in the caller's own namespace of ids (the Sandbox keys
+// sessions by owner and id): another tenant's session of the same id is not even looked
+// at, so ids neither leak across tenants nor can be squatted. Seed routes may create it.
 asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, bool create,
                                                       Language language = Language::python) {
   const std::string& sid = x.match.param("sid");
   validate_session_id(sid);
   auto not_found = [&] { return Error(errc::not_found, fmt::format("no session '{}'", sid)); };
-  if (auto s = sh.sandbox.find(sid)) {
-    if (s->owner() != x.owner) throw not_found();
-    co_return s;
-  }
+  if (auto s = sh.sandbox.find(sid, x.owner)) co_return s;
   if (!create || !sh.options.auto_create) throw not_found();
   SessionOptions so;
   so.id = sid;
@@ -155,9 +153,8 @@ asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, b
     } catch (const Error& e) {
       // Two requests raced to create it: the loser uses the winner's session.
       if (e.code_value() != errc::already_exists) throw;
-      auto s = sh.sandbox.find(so.id);
-      if (!s || s->owner() != so.owner)
-        throw Error(errc::not_found, fmt::format("no session '{}'", so.id));
+      auto s = sh.sandbox.find(so.id, so.owner);
+      if (!s) throw Error(errc::not_found, fmt::format("no session '{}'", so.id));
       return s;
     }
   };
@@ -215,7 +212,12 @@ asio::awaitable<void> readyz(Shared& sh, Exchange& x) {
   co_await x.reply(200, dump(j));
 }
 
+// Server-wide figures: with tokens on, only for a token marked `admin`.
 asio::awaitable<void> metrics(Shared& sh, Exchange& x) {
+  if (sh.tokens.enabled()) {
+    auto who = sh.tokens.identify(ssv(x.request()[http::field::authorization]));
+    if (!who || !who->admin) throw Error(errc::permission_denied, "/metrics needs an admin token");
+  }
   co_await x.reply(200, sh.metrics.render(sh.sandbox), "text/plain; version=0.0.4");
 }
 
@@ -260,7 +262,7 @@ asio::awaitable<void> session_delete(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, false);
   std::string id = s->id();
   s.reset();
-  auto work = [&sh, id] { sh.sandbox.close_session(id); };
+  auto work = [&sh, id, owner = x.owner] { sh.sandbox.close_session(id, owner); };
   co_await offload(sh.pool, work);
   std::string body = dump(json{{"id", id}, {"status", "Closed"}});
   co_await x.reply(200, std::move(body));
@@ -570,11 +572,15 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
   }
 
   std::optional<Error> failure;
+  std::string quota;  // which one, for a QuotaExceeded
   try {
     x.query = Query(x.match.query);
     bool placed = false;
     if (sh.options.gateway) placed = co_await handle_placed(sh, x);
     if (!placed) co_await dispatch(sh, x);
+  } catch (const QuotaExceeded& e) {
+    failure = e;
+    quota = e.quota();
   } catch (const Error& e) {
     failure = e;
   } catch (const std::system_error& e) {
@@ -592,6 +598,11 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
     co_return;
   }
   errc code = failure->code_value();
+  if (!quota.empty()) {
+    x.error_message = failure->message();
+    co_await x.reply(http_status(code), error_body(code, failure->message(), quota));
+    co_return;
+  }
   int st = x.client_too_slow ? 408 : http_status(code, x.too_large_context);
   co_await x.reply_error(st, code, failure->message());
 }

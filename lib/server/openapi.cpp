@@ -30,7 +30,10 @@ json components() {
                                           "permission_denied", "unauthenticated",
                                           "resource_exhausted", "unavailable",
                                           "failed_precondition", "timeout", "internal"}}}},
-                      {"message", {{"type", "string"}}}}}}}}}};
+                      {"message", {{"type", "string"}}},
+                      // Over a quota (429): which one.
+                      {"quota", {{"type", "string"},
+                                 {"enum", {"sessions", "sessions_per_tenant", "executions_per_tenant"}}}}}}}}}}};
   json exec_request = {
       {"type", "object"},
       {"required", {"code"}},

@@ -43,6 +43,13 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
+// Whether `owner` may use the session. A cloud session another gateway placed has no owner
+// this gateway can know: nobody's when tokens are on, everybody's when they are off (every
+// request then has the same owner anyway).
+bool belongs(const Shared& sh, const Location& l, const std::string& owner) {
+  return l.owner ? *l.owner == owner : !sh.tokens.enabled();
+}
+
 // A seed route on an unknown id: the session is placed like POST /sessions would place it,
 // with the server's default limits. nullopt = placed here (the local handlers create it).
 asio::awaitable<std::optional<Location>> auto_place(Shared& sh, Exchange& x, const std::string& sid) {
@@ -63,15 +70,11 @@ asio::awaitable<std::optional<Location>> auto_place(Shared& sh, Exchange& x, con
     }
   };
   auto loc = co_await offload(sh.pool, make);
+  // Another tenant won the race for this id: this tenant's session is served here instead.
+  if (!belongs(sh, loc, x.owner)) co_return std::nullopt;
   co_return loc;
 }
 
-// Whether `owner` may use the session. A cloud session another gateway placed has no owner
-// this gateway can know: nobody's when tokens are on, everybody's when they are off (every
-// request then has the same owner anyway).
-bool belongs(const Shared& sh, const Location& l, const std::string& owner) {
-  return l.owner ? *l.owner == owner : !sh.tokens.enabled();
-}
 
 }  // namespace
 
@@ -79,13 +82,15 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   const std::string& sid = x.match.param("sid");
   if (sid.empty()) co_return false;
   validate_session_id(sid);
-  if (sh.sandbox.find(sid)) co_return false;  // one of this server's own
+  if (sh.sandbox.find(sid, x.owner)) co_return false;  // one of this server's own
   placement::Gateway& gw = *sh.options.gateway;
   const RouteId route = x.match.route->id;
   auto lookup = [&gw, sid] { return gw.find(sid); };
   std::optional<Location> loc = co_await offload(sh.pool, lookup);
-  // Another tenant's session is "not found", exactly like a missing one (as for local ones).
-  if (loc && !belongs(sh, *loc, x.owner)) throw Error(errc::not_found, fmt::format("no session '{}'", sid));
+  // Placed sessions share one namespace of ids (pods are named from them), so another
+  // tenant's placed session of this id is left alone: this tenant's request is answered
+  // here, as for a free id (404, or a session created on this server), and learns nothing.
+  if (loc && !belongs(sh, *loc, x.owner)) co_return false;
   if (!loc) {
     if (!x.match.route->seed || !sh.options.auto_create) co_return false;  // the handlers' 404
     loc = co_await auto_place(sh, x, sid);
@@ -160,13 +165,30 @@ asio::awaitable<bool> create_placed(Shared& sh, Exchange& x, const SessionOption
   auto d = co_await offload(sh.pool, decide);
   if (d.target == Target::local) co_return false;
   std::string id = so.id.empty() ? new_session_id() : so.id;
-  if (sh.sandbox.find(id)) throw Error(errc::already_exists, fmt::format("session '{}' exists", id));
+  if (sh.sandbox.find(id, so.owner)) throw Error(errc::already_exists, fmt::format("session '{}' exists", id));
+  // The id is another tenant's placed session: this one's is made on this server instead,
+  // so the answer is that of a free id (see handle_placed).
+  auto taken = [&gw, id, owner = so.owner, &sh] {
+    auto l = gw.find(id);
+    return l && !belongs(sh, *l, owner);
+  };
+  if (co_await offload(sh.pool, taken)) co_return false;
   json up = body;
   up["id"] = id;
-  auto make = [&gw, id, target = d.target, limits, up, owner = so.owner] {
-    return gw.create(id, target, limits, up, owner);
+  auto make = [&gw, &sh, id, target = d.target, limits, up, owner = so.owner]() -> std::optional<Location> {
+    try {
+      return gw.create(id, target, limits, up, owner);
+    } catch (const Error& e) {
+      // Another tenant placed this id meanwhile: as above.
+      if (e.code_value() != errc::already_exists) throw;
+      auto l = gw.find(id);
+      if (l && !belongs(sh, *l, owner)) return std::nullopt;
+      throw;
+    }
   };
-  auto loc = co_await offload(sh.pool, make);
+  auto placed = co_await offload(sh.pool, make);
+  if (!placed) co_return false;
+  Location loc = std::move(*placed);
   json j = location_json(loc);
   j["reason"] = d.reason;
   if (d.water_level >= 0) j["water_level"] = d.water_level;

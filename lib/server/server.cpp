@@ -122,9 +122,9 @@ struct Server::Impl {
           co_await offload(shared.pool, reap);
         }
         auto doomed = expired_sessions();
-        for (auto& id : doomed) {
+        for (auto& [owner, id] : doomed) {
           try {
-            auto close = [this, id] { shared.sandbox.close_session(id); };
+            auto close = [this, owner, id] { shared.sandbox.close_session(id, owner); };
             co_await offload(shared.pool, close);
           } catch (const std::exception&) {
             // Already closed by its owner meanwhile: nothing left to reap.
@@ -155,8 +155,8 @@ struct Server::Impl {
           static_cast<double>(ex->snapshot(Page{0, 0}).duration_ms) / 1000);
   }
 
-  std::vector<std::string> expired_sessions() {
-    std::vector<std::string> out;
+  std::vector<std::pair<std::string, std::string>> expired_sessions() {  // (owner, id)
+    std::vector<std::pair<std::string, std::string>> out;
     if (options.idle_timeout.count() <= 0 && options.lifetime.count() <= 0) return out;
     auto now = std::chrono::steady_clock::now();
     auto wall = std::chrono::system_clock::now();
@@ -168,7 +168,7 @@ struct Server::Impl {
         auto latest = s->latest();
         if (latest && !latest->done()) idle = false;  // still running: not idle
       }
-      if (too_old || idle) out.push_back(s->id());
+      if (too_old || idle) out.emplace_back(s->owner(), s->id());
     }
     return out;
   }
@@ -275,7 +275,7 @@ void Server::run() {
   Sandbox& sb = impl_->shared.sandbox;
   for (auto& s : sb.sessions()) {
     try {
-      sb.close_session(s->id());
+      sb.close_session(s->id(), s->owner());
     } catch (const std::exception&) {
       // Closed concurrently: nothing to tear down.
     }

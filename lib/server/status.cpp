@@ -49,8 +49,9 @@ std::string without_host_paths(std::string_view m) {
   return out;
 }
 
-std::string error_body(errc code, std::string_view message) {
+std::string error_body(errc code, std::string_view message, std::string_view quota) {
   nlohmann::json j = {{"error", {{"code", to_string(code)}, {"message", without_host_paths(message)}}}};
+  if (!quota.empty()) j["error"]["quota"] = quota;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

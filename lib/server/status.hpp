@@ -16,8 +16,9 @@ namespace sandbox::server {
 // came from what the client sent (an upload over the limit): 413 instead of 429.
 int http_status(errc code, bool request_too_large = false) noexcept;
 
-// {"error": {"code": "<snake_case>", "message": "..."}}, the message without host paths.
-std::string error_body(errc code, std::string_view message);
+// {"error": {"code": "<snake_case>", "message": "..."}}, plus "quota": "<name>" when the
+// error is a QuotaExceeded ("sessions_per_tenant").
+std::string error_body(errc code, std::string_view message, std::string_view quota = {});
 
 // `message` with every absolute path of two or more components replaced by "<path>":
 // library errors name files for the operator's log, but a client must not learn the

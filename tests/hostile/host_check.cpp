@@ -180,8 +180,13 @@ std::vector<fs::path> cgroups_matching(std::string_view key) {
       if (!e.is_directory(ec2) || e.is_symlink(ec2)) continue;
       // "libsandbox" (namespaces), "libsandbox-runsc" (runsc's cgroup parent).
       if (e.path().filename().string().rfind("libsandbox", 0) == 0) {
-        for (auto& s : fs::directory_iterator(e.path(), ec2))
+        // Sessions sit directly below, or below their Sandbox's group ("<pid>.g<n>").
+        for (auto& s : fs::directory_iterator(e.path(), ec2)) {
           if (matches(s.path().filename().string())) out.push_back(s.path());
+          else if (s.path().filename().string().find(".g") != std::string::npos)
+            for (auto& g : fs::directory_iterator(s.path(), ec2))
+              if (matches(g.path().filename().string())) out.push_back(g.path());
+        }
       } else if (depth < 4) {
         todo.emplace_back(e.path(), depth + 1);
       }

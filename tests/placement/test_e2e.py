@@ -395,8 +395,9 @@ def test_idle_sessions_lose_their_pods(base_dir):
 
 def test_placed_sessions_belong_to_their_tenant(base_dir):
     """With tokens, a session on a pod is its tenant's alone, at the gateway as locally:
-    another token gets 404 on every route (seed routes too: no forwarding, no auto-create
-    over it) and does not see it listed."""
+    another token gets the answers of a free id (404 for lifecycle routes; a seed route makes
+    that token's own session, here on the gateway since the pod name is taken), never
+    alice's session, and does not see hers listed."""
     fake = FakeKube(_mk(base_dir / "fake"), ip_prefix="127.0.23")
     tokens = base_dir / "tokens"
     tokens.write_text("alice: tok-alice\nbob: tok-bob\n")
@@ -421,17 +422,25 @@ def test_placed_sessions_belong_to_their_tenant(base_dir):
             assert st == 200, s
 
         for method, path, body in (("GET", "/sessions/tenant-1", None),
-                                   ("POST", "/tenant-1/exec/shell", {"code": "id"}),
-                                   ("POST", "/tenant-1/exec/python", {"code": "1+1"}),
-                                   ("GET", "/tenant-1/result", None),
-                                   ("GET", "/tenant-1/files/list", None),
                                    ("DELETE", "/sessions/tenant-1", None)):
             st, r = api.call(method, path, body, headers=bob)
             assert st == 404, (method, path, st, r)
         st, listed = api.call("GET", "/sessions", headers=bob)
         assert st == 200 and all(x["id"] != "tenant-1" for x in listed["sessions"]), listed
+        # Bob's seed route makes bob's own tenant-1, not a relay to alice's pod.
+        st, r = api.call("POST", "/tenant-1/exec/shell", {"code": "echo bob > owner.txt"}, headers=bob)
+        assert st == 202, r
+        st, r = api.call("GET", "/tenant-1/result?wait=20000", headers=bob)
+        assert st == 200 and r["status"] == "Finished", r
+        st, s = api.call("GET", "/sessions/tenant-1", headers=bob)
+        assert st == 200 and s["placement"] == "local", s
+        st, files = api.call("GET", "/tenant-1/files/list", headers=alice)
+        assert st == 200 and all(f["name"] != "owner.txt" for f in files["files"]), files
         st, listed = api.call("GET", "/sessions", headers=alice)
         assert st == 200 and any(x["id"] == "tenant-1" for x in listed["sessions"]), listed
+        st, r = api.call("DELETE", "/sessions/tenant-1", headers=bob)
+        assert st == 200, r
+        assert pods(fake), "bob's delete took alice's pod"
 
         st, r = api.call("POST", "/tenant-1/exec/shell", {"code": "echo $((6*7))"}, headers=alice)
         assert st == 202, r

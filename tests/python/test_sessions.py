@@ -134,3 +134,20 @@ def test_threads_overlap_while_waiting(session):
     other.close()
     assert counted == 100000
     assert done == [Status.FINISHED, Status.FINISHED]
+
+
+def test_quotas_per_owner_and_ids_per_owner(state_dir):
+    with sandbox.Sandbox(state_dir, "rlimit", max_sessions_per_tenant=1, max_executions_per_tenant=1) as sb:
+        a = sb.session("same", owner="alice")
+        b = sb.session("same", owner="bob")  # the same id under another owner: its own session
+        with pytest.raises(sandbox.LimitExceededError, match="1 sessions per tenant"):
+            sb.session(owner="alice")
+        a.run("x = 'alice'")
+        assert b.run("x").status == Status.FAILED
+        assert sb.get("same", owner="alice").run("x").result == "'alice'"
+        slow = a.start("import time; time.sleep(2)")
+        with pytest.raises(sandbox.LimitExceededError, match="concurrent executions per tenant"):
+            sb.get("same", owner="alice").start("1")
+        assert b.run("1+1").result == "2"
+        slow.wait()
+        assert a.run("2+2").result == "4"

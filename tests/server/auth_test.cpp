@@ -38,5 +38,18 @@ TEST(Tokens, EmptyMeansOffAndBadFilesFail) {
   std::filesystem::remove(path);
 }
 
+TEST(Tokens, AdminFlagAndOldFilesStillRead) {
+  auto t = Tokens::parse("ops:t0ken admin\nalice : s3cret\nbare admin\ncarol:ccc\t admin \n");
+  ASSERT_TRUE(t.identify("Bearer t0ken"));
+  EXPECT_EQ(t.identify("Bearer t0ken")->owner, "ops");
+  EXPECT_TRUE(t.identify("Bearer t0ken")->admin);
+  EXPECT_EQ(t.owner_for("Bearer s3cret"), "alice");  // blanks around the colon, as before
+  EXPECT_FALSE(t.identify("Bearer s3cret")->admin);
+  EXPECT_TRUE(t.identify("Bearer bare")->admin);
+  EXPECT_TRUE(t.identify("Bearer ccc")->admin);
+  EXPECT_FALSE(t.identify("Bearer admin"));  // the flag is not a token
+  EXPECT_THROW(Tokens::parse("ops:t0ken admn\n"), Error);  // a typo is refused, not ignored
+}
+
 }  // namespace
 }  // namespace sandbox::server

@@ -542,11 +542,17 @@ TEST(ServerConfig, TokensAndTenancy) {
   std::vector<std::pair<std::string, std::string>> bob = {{"Authorization", "Bearer bbb"}};
   ASSERT_EQ(c.post("/sessions", R"({"id":"mine"})", alice).status, 201);
   expect_error(c.get("/sessions/mine", bob), 404, "not_found");
-  expect_error(c.get("/mine/files/list", bob), 404, "not_found");  // not auto-created over it
   expect_error(c.del("/sessions/mine", bob), 404, "not_found");
   EXPECT_EQ(c.get("/sessions", bob).json()["sessions"].size(), 0u);
+  // Ids are per tenant: bob's seed route makes bob's own "mine", as for a free id.
+  auto bob_mp = bob;
+  bob_mp.emplace_back("Content-Type", "multipart/form-data; boundary=B");
+  ASSERT_EQ(c.post("/mine/files/upload", multipart("B", "file", "b.txt", "bob's"), bob_mp).status, 200);
+  EXPECT_EQ(c.get("/sessions", bob).json()["sessions"].size(), 1u);
   EXPECT_EQ(c.get("/sessions", alice).json()["sessions"].size(), 1u);
-  EXPECT_EQ(c.get("/mine/files/list", alice).status, 200);
+  auto files = c.get("/mine/files/list", alice);
+  EXPECT_EQ(files.status, 200);
+  EXPECT_EQ(files.json()["files"].size(), 0u) << files.body;
   srv.stop();
   std::filesystem::remove(tokens);
 }

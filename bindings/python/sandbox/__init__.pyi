@@ -223,6 +223,10 @@ class Sandbox:
         runtime_dir: Optional[Union[str, os.PathLike[str]]] = None,
         warm_pool: int = 0,
         max_sessions: int = 1000,
+        max_sessions_per_tenant: int = 0,
+        max_executions_per_tenant: int = 0,
+        sessions_memory: int = 0,
+        sessions_processes: int = 0,
         timeout: Optional[float] = None,
         memory: Optional[int] = None,
         max_processes: Optional[int] = None,
@@ -238,6 +242,7 @@ class Sandbox:
         id: Optional[str] = None,
         *,
         language: Language = "python",
+        owner: str = "",
         timeout: Optional[float] = None,
         memory: Optional[int] = None,
         max_processes: Optional[int] = None,
@@ -248,7 +253,7 @@ class Sandbox:
         open_files: Optional[int] = None,
         cpus: Optional[float] = None,
     ) -> Session: ...
-    def get(self, id: str) -> Session: ...
+    def get(self, id: str, *, owner: str = "") -> Session: ...
     def sessions(self) -> list[Session]: ...
     @property
     def isolation(self) -> str: ...

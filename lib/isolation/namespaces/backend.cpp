@@ -169,6 +169,7 @@ class NamespacesInstance final : public Instance {
   std::function<bool(pid_t, std::array<sys::UniqueFd, 4>)> fork_kernel_;
   // Filled in by launch(), in this order; destroyed in reverse by the destructor.
   std::unique_ptr<mount::Workspace> workspace_;
+  std::shared_ptr<cgroup::Group> group_;  // the Sandbox's ceiling; outlives cgroup_
   std::unique_ptr<cgroup::Cgroup> cgroup_;
   Child child_;
   sys::UniqueFd control_;
@@ -240,7 +241,9 @@ class NamespacesBackend final : public Backend {
     return {
         {"host files (read-only root of system dirs and an /etc subset)",
          "other sessions' files and processes", "network (loopback only)",
-         "memory, processes and CPU (cgroup)", "workspace size (tmpfs quota)",
+         "memory, processes and CPU (cgroup)",
+         "all sessions' memory and processes together (the Sandbox's parent cgroup)",
+         "workspace size (tmpfs quota)",
          "privilege (unprivileged uid, no capabilities, no_new_privs)",
          "syscalls off an allowlist (seccomp, stricter than Docker's default)",
          "hostname, IPC objects, cgroup view"},
@@ -289,8 +292,9 @@ class NamespacesBackend final : public Backend {
     for (auto& e : plan.env) plan.env_ptrs.push_back(e.data());
     plan.env_ptrs.push_back(nullptr);
 
-    inst->cgroup_ = cgroup::Cgroup::create(host().layout, cgroup_name(spec.session_id),
-                                           cgroup::from(spec.limits));
+    inst->group_ = group_;
+    inst->cgroup_ = cgroup::Cgroup::create(group_ ? group_->layout() : host().layout,
+                                           cgroup_name(spec.session_id), cgroup::from(spec.limits));
 
     auto [control_host, control_child] = sys::socket_pair();
     auto [sync_parent, sync_child] = sys::socket_pair();
@@ -337,6 +341,17 @@ class NamespacesBackend final : public Backend {
 
     inst->control_ = std::move(control_host);
     return inst;
+  }
+
+  void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) override {
+    if (!probe().available) return;  // launch() refuses anyway
+    static std::atomic<unsigned> groups{0};
+    cgroup::Limits ceiling;
+    if (memory_bytes) ceiling.memory_bytes = memory_bytes;
+    if (processes) ceiling.pids = processes;
+    // "<pid>.g<n>": one per Sandbox, named like sessions so recover() knows its server.
+    group_ = cgroup::Group::create(host().layout, std::to_string(::getpid()) + ".g" + std::to_string(groups++),
+                                   ceiling);
   }
 
   void recover(const fs::path& state_dir) override {
@@ -406,6 +421,7 @@ class NamespacesBackend final : public Backend {
   }
 
   mutable std::once_flag probed_;
+  std::shared_ptr<cgroup::Group> group_;  // set by bound_sessions(); shared with the instances
   // Shared with the instances, which ask it for kernels later and may outlive us.
   std::shared_ptr<TemplateSlot> template_ = std::make_shared<TemplateSlot>();
   mutable Support support_;

@@ -153,6 +153,30 @@ std::vector<fs::path> Layout::roots() const {
   return out;
 }
 
+fs::path Layout::sessions_dir(const fs::path& parent) const {
+  return group.empty() ? parent / parent_name : parent / parent_name / group;
+}
+
+std::shared_ptr<Group> Group::create(const Layout& layout, std::string name, const Limits& limits) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    throw Error(errc::invalid_argument, "cgroup: bad group name");
+  std::shared_ptr<Group> g(new Group());
+  g->layout_ = layout;
+  g->layout_.group = std::move(name);
+  switch (layout.version) {
+    case 1: create_group_v1(g->layout_, limits, g->dirs_); break;
+    case 2: create_group_v2(g->layout_, limits, g->dirs_); break;
+    default: throw Error(errc::unavailable, "cgroup: " + layout.reason);
+  }
+  return g;
+}
+
+Group::~Group() {
+  // The sessions' cgroups are gone by now (each instance holds the group); this sweeps what
+  // a crash of one of them could have left, then the group itself.
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) remove_stale(*it);
+}
+
 Limits from(const sandbox::Limits& limits) {
   Limits out;
   out.memory_bytes = limits.memory_bytes;

@@ -7,6 +7,11 @@
 //   auto layout = ns::cgroup::Layout::detect();          // or a hand-built Layout in tests
 //   auto cg = ns::cgroup::Cgroup::create(layout, "sid-1", limits);
 //   cg->add(pid); ... cg->usage(); cg->kill_all();      // ~Cgroup removes the dirs
+//
+// A Sandbox's sessions sit under a Group of their own, <parent>/libsandbox/<group>/<session>,
+// whose limits bound all of them together:
+//   auto g = ns::cgroup::Group::create(layout, "1234.g0", {.memory_bytes = 8ull << 30});
+//   auto cg = ns::cgroup::Cgroup::create(g->layout(), "sid-1", limits);
 #pragma once
 
 #include <sys/types.h>
@@ -36,11 +41,15 @@ struct Layout {
   // that holds "libsandbox" in that controller's hierarchy.
   std::map<std::string, std::filesystem::path> v1_parents;
   std::string reason;  // what was found, or why nothing usable was
+  // A Group's name: sessions go to <parent>/libsandbox/<group>/; "" = <parent>/libsandbox/.
+  std::string group;
 
   // Reads /proc/self/mountinfo and /proc/self/cgroup.
   static Layout detect();
-  // The directories named "libsandbox" that may hold sessions' cgroups.
+  // The directories named "libsandbox" that may hold sessions' cgroups (and groups).
   std::vector<std::filesystem::path> roots() const;
+  // Where sessions' cgroups go under one controller's (or v2's) parent directory.
+  std::filesystem::path sessions_dir(const std::filesystem::path& parent) const;
 };
 
 // What the cgroup enforces; an empty field leaves that controller alone.
@@ -74,6 +83,30 @@ class Cgroup {
   virtual std::vector<std::filesystem::path> paths() const = 0;
 };
 
+// The level between "libsandbox" and the sessions that holds one Sandbox's ceiling, so
+// that two servers on a host (or two test runs) keep their own ceilings and one's cleanup
+// never touches the other's sessions. Named "<pid>.<...>" like sessions, so the stale-cgroup
+// sweep of a later server (namespaces backend recover()) removes it once its process is gone.
+class Group {
+ public:
+  // Makes the group's directories and writes its limits (memory also bounds swap at zero).
+  // Throws sandbox::Error (unavailable when a controller is missing).
+  static std::shared_ptr<Group> create(const Layout& layout, std::string name, const Limits& limits);
+  ~Group();  // kills whatever is left below and removes the directories
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  // The host's layout with `group` set: Cgroup::create() with it makes sessions below.
+  const Layout& layout() const { return layout_; }
+  // The group's directories (one for v2, one per controller hierarchy for v1).
+  const std::vector<std::filesystem::path>& paths() const { return dirs_; }
+
+ private:
+  Group() = default;
+  Layout layout_;
+  std::vector<std::filesystem::path> dirs_;
+};
+
 // Kills what is left in `dir` (a stale session cgroup of either version) and removes it.
 void remove_stale(const std::filesystem::path& dir) noexcept;
 
@@ -89,5 +122,9 @@ bool remove_dir(const std::filesystem::path& dir) noexcept;
 
 std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, const Limits& limits);
 std::unique_ptr<Cgroup> create_v2(const Layout& layout, std::string_view name, const Limits& limits);
+// A group's directories with `limits` written (memory, pids); they are returned as they are
+// made, so the caller removes them even when a later write fails.
+void create_group_v1(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs);
+void create_group_v2(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs);
 
 }  // namespace sandbox::isolation::ns::cgroup

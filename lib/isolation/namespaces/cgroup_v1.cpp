@@ -34,9 +34,11 @@ class CgroupV1 final : public Cgroup {
   }
 
   // Makes the controller's session dir (once per hierarchy: "cpu,cpuacct" share one).
-  void make(const std::string& controller, const fs::path& parent, std::string_view name) {
-    fs::path base = parent / parent_name;
+  void make(const Layout& layout, const std::string& controller, const fs::path& parent,
+            std::string_view name) {
+    fs::path base = layout.sessions_dir(parent);
     fs::path dir = base / name;
+    make_dir(parent / parent_name);
     make_dir(base);
     if (std::find(created_.begin(), created_.end(), dir) == created_.end()) {
       if (::mkdir(dir.c_str(), 0755) != 0) {
@@ -108,7 +110,7 @@ class CgroupV1 final : public Cgroup {
 
 std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, const Limits& limits) {
   auto cg = std::make_unique<CgroupV1>();
-  for (auto& [controller, parent] : layout.v1_parents) cg->make(controller, parent, name);
+  for (auto& [controller, parent] : layout.v1_parents) cg->make(layout, controller, parent, name);
 
   if (limits.memory_bytes) {
     auto* m = cg->dir("memory");
@@ -137,6 +139,33 @@ std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, c
     write_file(*c / "cpu.cfs_quota_us", std::to_string(quota));
   }
   return cg;
+}
+
+void create_group_v1(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs) {
+  for (auto& [controller, parent] : layout.v1_parents) {
+    make_dir(parent / parent_name);
+    fs::path dir = layout.sessions_dir(parent);
+    if (std::find(dirs.begin(), dirs.end(), dir) != dirs.end()) continue;  // a shared hierarchy
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (errno != EEXIST) throw_syscall("mkdir", errno, dir.string());
+      remove_stale(dir);  // a crashed run's group of the same name
+      make_dir(dir);
+    }
+    dirs.push_back(dir);
+  }
+  auto at = [&](const char* controller) -> fs::path {
+    auto it = layout.v1_parents.find(controller);
+    if (it == layout.v1_parents.end())
+      throw Error(errc::unavailable, std::string("cgroup v1: no ") + controller + " controller");
+    return layout.sessions_dir(it->second);
+  };
+  if (limits.memory_bytes) {
+    fs::path m = at("memory");
+    auto bytes = std::to_string(*limits.memory_bytes);
+    write_file(m / "memory.limit_in_bytes", bytes);
+    if (fs::exists(m / "memory.memsw.limit_in_bytes")) write_file(m / "memory.memsw.limit_in_bytes", bytes);
+  }
+  if (limits.pids) write_file(at("pids") / "pids.max", std::to_string(*limits.pids));
 }
 
 }  // namespace sandbox::isolation::ns::cgroup

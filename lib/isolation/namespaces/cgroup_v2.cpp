@@ -106,7 +106,50 @@ void enable(const fs::path& dir, const std::vector<std::string>& controllers) {
   }
 }
 
+// Makes <parent>/libsandbox[/<group>] with `controllers` enabled at every level on the way
+// down, so that the level below can use them; returns the last level.
+fs::path descend(const Layout& layout, const std::vector<std::string>& controllers) {
+  fs::path dir = layout.v2_parent;
+  enable(dir, controllers);
+  std::vector<std::string_view> levels = {parent_name};
+  if (!layout.group.empty()) levels.push_back(layout.group);
+  for (auto level : levels) {
+    fs::path below = dir / level;
+    if (::mkdir(below.c_str(), 0755) != 0 && errno != EEXIST) throw_syscall("mkdir", errno, below.string());
+    if (!controllers.empty() && !fs::exists(below / "cgroup.controllers")) {
+      // A plain directory (tests): the kernel would fill these in; mirror the parent.
+      write_file(below / "cgroup.controllers", read_file(dir / "cgroup.controllers").value_or(""));
+    }
+    enable(below, controllers);
+    dir = below;
+  }
+  return dir;
+}
+
 }  // namespace
+
+void create_group_v2(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs) {
+  // The sessions below use cpu too: enable it on the way down when the host has it.
+  std::vector<std::string> controllers = {"memory", "pids"};
+  auto available = read_file(layout.v2_parent / "cgroup.controllers").value_or("");
+  if (std::istringstream in(available); std::find(std::istream_iterator<std::string>(in),
+                                                  std::istream_iterator<std::string>(), "cpu") !=
+                                        std::istream_iterator<std::string>())
+    controllers.push_back("cpu");
+  fs::path dir = layout.sessions_dir(layout.v2_parent);
+  if (fs::exists(dir)) remove_stale(dir);  // a crashed run's group of the same name
+  fs::path made = descend(layout, controllers);
+  dirs.push_back(made);
+  if (limits.memory_bytes) {
+    write_file(made / "memory.max", std::to_string(*limits.memory_bytes));
+    try {
+      write_file(made / "memory.swap.max", "0");
+    } catch (const Error&) {
+      // No swap accounting on this kernel: nothing to hold at zero.
+    }
+  }
+  if (limits.pids) write_file(made / "pids.max", std::to_string(*limits.pids));
+}
 
 std::unique_ptr<Cgroup> create_v2(const Layout& layout, std::string_view name, const Limits& limits) {
   std::vector<std::string> controllers;
@@ -114,15 +157,7 @@ std::unique_ptr<Cgroup> create_v2(const Layout& layout, std::string_view name, c
   if (limits.pids) controllers.push_back("pids");
   if (limits.cpus) controllers.push_back("cpu");
 
-  fs::path base = layout.v2_parent / parent_name;
-  enable(layout.v2_parent, controllers);
-  if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) throw_syscall("mkdir", errno, base.string());
-  if (!controllers.empty() && !fs::exists(base / "cgroup.controllers")) {
-    // A plain directory (tests): the kernel would fill these in; mirror the parent.
-    write_file(base / "cgroup.controllers", read_file(layout.v2_parent / "cgroup.controllers").value_or(""));
-  }
-  enable(base, controllers);
-
+  fs::path base = descend(layout, controllers);
   auto cg = std::make_unique<CgroupV2>(base / name);
   cg->make();
   auto dir = cg->paths().front();

@@ -224,6 +224,8 @@ class RunscBackend final : public Backend {
     } else {
       c.does_not_contain.push_back("memory, processes and CPU (cgroups unusable here)");
     }
+    // runsc makes each sandbox's cgroup itself, outside the Sandbox's parent cgroup.
+    c.does_not_contain.push_back("all sessions' memory and processes together (no parent cgroup)");
     return c;
   }
 
