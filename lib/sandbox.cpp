@@ -10,6 +10,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
 #include <atomic>
 #include <deque>
@@ -33,6 +34,7 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   std::thread io_thread;
+  asio::thread_pool teardown{1};  // dead agents are torn down here, off the I/O thread
   // The watchdog: the I/O loop stamps this every 250 ms; responsive() reads its age.
   asio::steady_timer heartbeat{io};
   std::atomic<std::int64_t> last_beat_ns{std::chrono::steady_clock::now().time_since_epoch().count()};
@@ -172,6 +174,7 @@ std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::st
                          ++self->stats.executions_by_status[std::string(to_string(r.status))];
                        }
                      }};
+  ctx.teardown = &teardown;
   ctx.admit_execution = [weak](const std::string& tenant) -> std::shared_ptr<void> {
     auto self = weak.lock();
     return self ? self->admit_execution(tenant) : nullptr;
@@ -277,9 +280,9 @@ Sandbox::~Sandbox() {
   }
   for (auto& s : all) s->close();
   all.clear();
+  im.teardown.join();
   im.work.reset();
-  im.heartbeat.cancel();
-  im.io.stop();
+  im.io.stop();  // the heartbeat's timer is not touched from here: it belongs to the I/O thread
   if (im.io_thread.joinable()) im.io_thread.join();
   if (im.owns_state_dir) remove_tree(im.state_dir);
 }

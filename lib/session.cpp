@@ -60,6 +60,21 @@ struct SessionImpl::Agent {
     std::lock_guard lock(instance_mutex);
     return instance ? instance->usage() : isolation::Usage{};
   }
+  // A kernel forked from the backend's template, or none. On the I/O thread: never waits for
+  // a teardown in progress (that agent needs no kernel), never throws (the agent then starts
+  // its own kernel).
+  std::vector<sys::UniqueFd> fork_kernel() noexcept {
+    std::vector<sys::UniqueFd> held;
+    std::unique_lock lock(instance_mutex, std::try_to_lock);
+    if (!lock.owns_lock() || !instance) return held;
+    try {
+      for (int fd : instance->fork_python_kernel()) held.emplace_back(fd);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot fork a kernel from the template: %s\n", e.what());
+      held.clear();
+    }
+    return held;
+  }
   void destroy() {
     std::unique_ptr<isolation::Instance> doomed;
     {
@@ -79,6 +94,15 @@ std::string fmt_execution_id(std::uint32_t wire) {
   std::uint64_t v = rng();
   for (int i = 0; i < 12; ++i) id += hex[(v >> (4 * i)) & 0xf];
   return id + "-" + std::to_string(wire);
+}
+
+// A dead agent's teardown, posted off the I/O thread; the Agent may be released there too, so
+// its Instance's destructor (waitpid, cgroup removal, umount) runs there as well.
+template <class AgentT>
+void post_teardown(asio::io_context& io, asio::thread_pool* pool, std::shared_ptr<AgentT> a) {
+  auto job = [a = std::move(a)] { a->terminate(); };
+  if (pool) asio::post(*pool, std::move(job));
+  else asio::post(io, std::move(job));
 }
 
 }  // namespace
@@ -196,8 +220,7 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) 
   if (std::holds_alternative<NeedKernel>(f.message)) {
     // Its forked kernel died: fork another from the backend's template, or tell the
     // agent to start its own.
-    std::vector<sys::UniqueFd> held;
-    for (int fd : a->instance->fork_python_kernel()) held.emplace_back(fd);
+    std::vector<sys::UniqueFd> held = a->fork_kernel();
     std::vector<int> fds;
     for (auto& fd : held) fds.push_back(fd.get());
     try {
@@ -293,7 +316,7 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::stri
     if (ctx_.on_execution_done) ctx_.on_execution_done(r.exec->snapshot({0, 0}));
   }
   // Whatever the agent left runs no more (close() tears down itself).
-  if (!closing) asio::post(ctx_.io, [a] { a->terminate(); });
+  if (!closing) post_teardown(ctx_.io, ctx_.teardown, a);
 }
 
 Files& SessionImpl::files() {
@@ -346,13 +369,13 @@ void SessionImpl::arm_backstop(Running& r) {
   r.backstop = std::make_shared<asio::steady_timer>(ctx_.io, r.timeout + 5s);
   std::weak_ptr<ExecutionImpl> weak_ex = r.exec;
   std::weak_ptr<Agent> weak_agent = r.agent;
-  r.backstop->async_wait([weak_ex, weak_agent](boost::system::error_code ec) {
+  r.backstop->async_wait([weak_ex, weak_agent, &io = ctx_.io, pool = ctx_.teardown](boost::system::error_code ec) {
     if (ec) return;
     auto e = weak_ex.lock();
     auto ag = weak_agent.lock();
     if (!e || e->done() || !ag) return;
     e->fail(Status::timeout, Termination::timeout, "the agent did not stop the execution; session restarted");
-    ag->terminate();
+    post_teardown(io, pool, std::move(ag));
   });
 }
 

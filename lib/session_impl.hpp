@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <future>
@@ -25,6 +26,9 @@ struct SessionContext {
   // Counts one execution of `owner` until the returned hold is let go (at its end); throws
   // QuotaExceeded over the tenant's quota. May return null (no quota).
   std::function<std::shared_ptr<void>(const std::string& owner)> admit_execution;
+  // Where a dead agent's teardown runs (cgroup kill loops, waitpid, umount can take seconds):
+  // never the I/O thread, which serves every session. Null: the I/O thread (tests only).
+  boost::asio::thread_pool* teardown = nullptr;
 };
 
 class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {

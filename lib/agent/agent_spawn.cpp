@@ -1,6 +1,7 @@
 #include "agent/agent_spawn.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,6 +45,16 @@ void say(const char* a, const char* b) {
   if (s.uid != static_cast<uid_t>(-1) && ::setresuid(s.uid, s.uid, s.uid) != 0) {
     say("sandbox-agent: cannot set the code's uid for ", s.path);
     _exit(125);
+  }
+  // A switch between two non-root uids keeps capabilities (runsc's agent holds CAP_SETUID and
+  // CAP_KILL): clear every set, so that no exec of a file-capability binary can regain them.
+  if (s.uid != static_cast<uid_t>(-1)) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none_caps[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capset, &header, none_caps) != 0) {
+      say("sandbox-agent: cannot drop capabilities for ", s.path);
+      _exit(125);
+    }
   }
   if (::chdir(s.cwd) != 0) {
     say("sandbox-agent: cannot enter workspace ", s.cwd);

@@ -1264,6 +1264,7 @@ Options parse_args(int argc, char** argv) {
 // and CAP_KILL (signals to code) effective; both reach only this sandbox's tasks.
 void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
   constexpr std::uint32_t kept_caps = 1u << CAP_SETUID | 1u << CAP_KILL;
+  const pid_t parent = ::getppid();
   if (code_uid && keep_uid && ::getuid() == *code_uid) usage("--code-uid must differ from the agent's uid");
   if (code_uid && !keep_uid) {
     uid_t r = 0, e = 0, s = 0;
@@ -1303,6 +1304,12 @@ void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
   }
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     std::fprintf(stderr, "sandbox-agent: PR_SET_DUMPABLE: %s\n", std::strerror(errno));
+    std::exit(3);
+  }
+  // The uid switch above cleared the parent-death signal the backend armed: arm it again,
+  // then make sure the server did not die in between (pid 1 of a namespace sees 0 both times).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) {
+    std::fprintf(stderr, "sandbox-agent: the server is gone, or PR_SET_PDEATHSIG failed\n");
     std::exit(3);
   }
 }

@@ -47,9 +47,11 @@ Deadline::Deadline(Stream& stream)
 void Deadline::arm(std::chrono::steady_clock::time_point at) {
   st_->armed = true;
   st_->expired = false;
+  const std::uint64_t generation = ++st_->generation;
   timer_.expires_at(at);
-  timer_.async_wait([st = st_](const error_code& ec) {
-    if (ec || !st->armed) return;  // disarmed or re-armed meanwhile
+  timer_.async_wait([st = st_, generation](const error_code& ec) {
+    // A completion already queued when disarm() or a later arm() ran is not this deadline's.
+    if (ec || !st->armed || st->generation != generation) return;
     st->expired = true;
     error_code ignored;
     st->stream->socket().cancel(ignored);

@@ -83,6 +83,7 @@ class Deadline {
   struct State {
     Stream* stream;
     bool armed = false, expired = false;
+    std::uint64_t generation = 0;  // a completion of an earlier arm() must not fire a later one
   };
   std::shared_ptr<State> st_;
   asio::steady_timer timer_;

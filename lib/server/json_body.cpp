@@ -36,11 +36,30 @@ std::size_t json_depth(std::string_view text, std::size_t cap) {
   return deepest;
 }
 
+std::size_t json_values(std::string_view text, std::size_t cap) {
+  std::size_t values = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if ((c == ',' || c == '[' || c == '{') && ++values > cap) return values;
+  }
+  return values;
+}
+
 nlohmann::json parse_object(std::string_view body, bool empty_ok) {
   if (body.empty() && empty_ok) return nlohmann::json::object();
   if (json_depth(body) > kMaxJsonDepth)
     throw Error(errc::invalid_argument,
                 fmt::format("the request body nests deeper than {} levels", kMaxJsonDepth));
+  if (json_values(body) > kMaxJsonValues)
+    throw Error(errc::invalid_argument,
+                fmt::format("the request body holds more than {} values", kMaxJsonValues));
   auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error(errc::invalid_argument, "the request body is not valid JSON");
   if (!j.is_object()) throw Error(errc::invalid_argument, "the request body must be a JSON object");

@@ -20,13 +20,22 @@ namespace sandbox::server {
 // Deeper nesting than this is refused; no route needs more than three levels.
 inline constexpr std::size_t kMaxJsonDepth = 32;
 
+// More values (array elements and object members, counted by their separators) than this are
+// refused before parsing: no route needs thousands, and a 20 MiB exec body of `[0,0,...]`
+// would otherwise build a tree of hundreds of MiB.
+inline constexpr std::size_t kMaxJsonValues = 4096;
+
+// The number of values in `text`'s arrays and objects (commas and openers outside strings);
+// stops counting once past `cap`.
+std::size_t json_values(std::string_view text, std::size_t cap = kMaxJsonValues);
+
 // The deepest nesting of arrays and objects in `text` (brackets inside strings do not
 // count); stops counting once past `cap`.
 std::size_t json_depth(std::string_view text, std::size_t cap = kMaxJsonDepth);
 
 // Parses a JSON object body; "" counts as {} when `empty_ok`. Throws
-// sandbox::Error(invalid_argument) for invalid JSON, a non-object, or nesting deeper than
-// kMaxJsonDepth.
+// sandbox::Error(invalid_argument) for invalid JSON, a non-object, nesting deeper than
+// kMaxJsonDepth, or more than kMaxJsonValues values.
 nlohmann::json parse_object(std::string_view body, bool empty_ok);
 
 // Throws sandbox::Error(invalid_argument): "unknown field '<key>' in <where>".

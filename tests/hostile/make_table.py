@@ -25,6 +25,8 @@ GROUPS = OrderedDict([
     ("Network", "Network"),
     ("Escape", "Process escape"),
     ("Agent", "Touching the agent"),
+    ("AgentFrames", "Forged agent frames and huge results"),
+    ("Quota", "A tenant exhausting its quotas"),
     ("Node", "Node-specific (vm2, then the OS walls)"),
     ("Neighbour", "A neighbour keeps answering within 2 s"),
 ])

@@ -78,6 +78,23 @@ TEST(JsonBody, DepthIsCountedOutsideStringsOnly) {
   }
 }
 
+TEST(JsonBody, ValuesAreCountedBeforeParsing) {
+  EXPECT_EQ(json_values(R"({"a": [1, 2], "b": "x,y,[{"})"), 4u);  // {, [, two commas
+  // A flat array of zeros: shallow, small on the wire, huge as a tree. Refused unparsed.
+  std::string wide = R"({"code": "", "stdin": [)";
+  for (int i = 0; i < 100000; ++i) wide += "0,";
+  wide += "0]}";
+  EXPECT_EQ(json_values(wide), kMaxJsonValues + 1);  // stops counting early
+  try {
+    parse_object(wide, false);
+    ADD_FAILURE() << "a body of 100,000 values was parsed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code_value(), errc::invalid_argument);
+    EXPECT_NE(e.message().find("values"), std::string::npos) << e.message();
+  }
+  EXPECT_NO_THROW(parse_object(R"j({"code": "print(1, 2, [3])"})j", false));  // commas in strings
+}
+
 TEST(ErrorMessages, HostPathsAreRemoved) {
   EXPECT_EQ(without_host_paths("mkdir(/var/lib/libsandbox/sessions/s1): No space left on device"),
             "mkdir(<path>): No space left on device");
