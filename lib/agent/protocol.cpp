@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_shape.hpp"
 #include "sandbox/error.hpp"
 
 namespace sandbox::agent {
@@ -136,23 +137,7 @@ Done decode_done(std::string_view payload) {
 }  // namespace
 
 bool json_depth_within(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;  // the escaped character cannot end the string
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
+  return max_depth >= 0 && json_shape(text, static_cast<std::size_t>(max_depth)).depth <= static_cast<std::size_t>(max_depth);
 }
 
 Decoded decode(Frame&& f) {

@@ -3,53 +3,18 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
+#include "json_shape.hpp"
 #include "sandbox/error.hpp"
 
 namespace sandbox::server {
 
-std::size_t json_depth(std::string_view text, std::size_t cap) {
-  std::size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    switch (c) {
-      case '"': in_string = true; break;
-      case '[':
-      case '{':
-        deepest = std::max(deepest, ++depth);
-        if (deepest > cap) return deepest;
-        break;
-      case ']':
-      case '}':
-        if (depth > 0) --depth;
-        break;
-      default: break;
-    }
-  }
-  return deepest;
-}
+std::size_t json_depth(std::string_view text, std::size_t cap) { return json_shape(text, cap).depth; }
 
 std::size_t json_values(std::string_view text, std::size_t cap) {
-  std::size_t values = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if ((c == ',' || c == '[' || c == '{') && ++values > cap) return values;
-  }
-  return values;
+  return json_shape(text, std::numeric_limits<std::size_t>::max(), cap).values;
 }
 
 nlohmann::json parse_object(std::string_view body, bool empty_ok) {
