@@ -448,6 +448,9 @@ def _kernel_from_template(req, fds, host, wake, walls):
         if np is not None:
             np.random.seed()
         os.environ["MPLCONFIGDIR"] = "/tmp/.matplotlib"
+        # The template was started from fd 4's runtime dir; a session has the runtime at its
+        # own path. multiprocessing's spawn re-runs __main__.__file__ in its workers.
+        sys.modules["__main__"].__file__ = os.path.join(req["runtime"], "kernel.py")
         sys.path[0] = ""
         sys.argv = [""]
         _attach()

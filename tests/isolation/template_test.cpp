@@ -231,6 +231,20 @@ TEST_F(TemplateTest, ForksShareNothingTheyChange) {
   EXPECT_EQ(r.result, "(None, None, '1', False, [1, 2])") << "B saw A's state, files or processes";
 }
 
+TEST_F(TemplateTest, MultiprocessingSpawnWorksInAForkedKernel) {
+  // spawn and forkserver re-run __main__.__file__ in their workers: it must name the kernel
+  // as the session sees it, not the host path (or fd) the template was started from.
+  auto s = sb_->create_session({});
+  Result r = s->run({.code = "import multiprocessing as mp, sys\n"
+                             "out = [sys.modules['__main__'].__file__]\n"
+                             "for how in ('spawn', 'forkserver'):\n"
+                             "    with mp.get_context(how).Pool(1) as p: out.append(p.map(abs, [-1, -2]))\n"
+                             "out",
+                     .timeout = 60s});
+  ASSERT_EQ(r.status, Status::finished) << to_json(r);
+  EXPECT_EQ(r.result, "['/opt/sandbox/kernel.py', [1, 2], [1, 2]]") << to_json(r);
+}
+
 TEST_F(TemplateTest, ABrokenTemplateCostsAFallbackNotTheSession) {
   // A runtime without the template's module: the template dies at start, and the agents
   // that were promised its kernels start their own.

@@ -133,7 +133,7 @@ bool PythonTemplate::fork_into(pid_t agent_pid, const std::vector<fs::path>& cgr
     if (!fd) return false;  // the agent is already gone
     held.push_back(std::move(fd));
   }
-  nlohmann::json req{{"uid", inside_uid}, {"gid", inside_gid}, {"workspace", workspace_inside}};
+  nlohmann::json req{{"uid", inside_uid}, {"gid", inside_gid}, {"workspace", workspace_inside}, {"runtime", runtime_inside}};
   req["cgroups"] = nlohmann::json::array();
   for (const auto& d : cgroup_dirs) req["cgroups"].push_back(d.string());
   req["rlimits"] = nlohmann::json::array();
