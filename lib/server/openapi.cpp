@@ -72,9 +72,14 @@ json components() {
                    {"disk_bytes", {{"type", "integer"}}},
                    {"output_bytes", {{"type", "integer"}}},
                    {"upload_bytes", {{"type", "integer"}}},
+                   {"result_bytes", {{"type", "integer"}, {"description", "0: output_bytes"}}},
+                   {"image_bytes", {{"type", "integer"}, {"description", "0: 4x output_bytes"}}},
+                   {"images_bytes", {{"type", "integer"}, {"description", "0: 8x output_bytes"}}},
+                   {"history_bytes", {{"type", "integer"}, {"description", "0: 16x output_bytes"}}},
                    {"cpu_time", {{"type", "number"}, {"description", "seconds"}}},
                    {"open_files", {{"type", "integer"}}},
-                   {"cpus", {{"type", "number"}}}}}};
+                   {"cpus", {{"type", "number"}}}}},
+                 {"additionalProperties", false}};
   json session_request = {{"type", "object"},
                           {"properties",
                            {{"id", {{"type", "string"}, {"pattern", "^[A-Za-z0-9_-]{1,64}$"}}},
