@@ -214,6 +214,7 @@ struct Registration {
   Registration(Shared& s, std::shared_ptr<ConnectionState> st) : shared(s) {
     std::lock_guard lock(shared.mu);
     id = shared.next_connection++;
+    if (shared.admitting > 0) --shared.admitting;
     shared.connections.emplace(id, std::move(st));
     shared.metrics.connection_opened();
   }

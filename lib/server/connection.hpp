@@ -119,6 +119,7 @@ struct Shared {
   std::condition_variable drained;
   std::map<std::uint64_t, std::shared_ptr<ConnectionState>> connections;
   std::uint64_t next_connection = 0;
+  std::size_t admitting = 0;  // accepted by admit(), not yet registered: counted against the cap
   std::size_t connection_cap = 0;  // min(options.max_connections, RLIMIT_NOFILE / 2)
   // Past half the cap, idle connections get pressure_keepalive instead of keepalive_timeout.
   bool under_pressure() {

@@ -83,7 +83,9 @@ struct Server::Impl {
   // at the cap a newcomer is refused while every connection is busy.
   bool admit() {
     std::lock_guard lock(shared.mu);
-    const std::size_t cap = shared.connection_cap, n = shared.connections.size();
+    // Accepted ones count from here, not from when their coroutine registers: a burst of
+    // accepts cannot pass the cap.
+    const std::size_t cap = shared.connection_cap, n = shared.connections.size() + shared.admitting;
     if (n >= cap - cap / 8) {
       int asked = 0;
       for (auto& [id, st] : shared.connections) {
@@ -94,7 +96,9 @@ struct Server::Impl {
         });
       }
     }
-    return n < cap;
+    if (n >= cap) return false;
+    ++shared.admitting;
+    return true;
   }
 
   // The connection cap: at most half the descriptors, the rest stays for sessions (each
