@@ -218,9 +218,7 @@ void ExecutionImpl::on_done(agent::Done&& d, const std::function<void(Result&)>&
   }
   r.duration_ms = ms_since(started_);
   if (refine) refine(r);
-  hold_.reset();
-  done_ = true;
-  publish(lock);
+  finish(lock);
 }
 
 std::uint64_t ExecutionImpl::footprint() const {
@@ -232,6 +230,12 @@ std::uint64_t ExecutionImpl::footprint() const {
   return n + 512;  // the rest of the record
 }
 
+void ExecutionImpl::finish(std::unique_lock<std::mutex>& lock) {
+  hold_.reset();  // the tenant's execution count ends before the end is visible
+  done_ = true;
+  publish(lock);
+}
+
 void ExecutionImpl::fail(Status status, Termination why, std::string note) {
   std::unique_lock lock(mutex_);
   if (done_) return;
@@ -239,9 +243,7 @@ void ExecutionImpl::fail(Status status, Termination why, std::string note) {
   result_.termination = why;
   result_.note = std::move(note);
   result_.duration_ms = ms_since(started_);
-  hold_.reset();
-  done_ = true;
-  publish(lock);
+  finish(lock);
 }
 
 }  // namespace sandbox

@@ -50,6 +50,8 @@ class ExecutionImpl final : public Execution {
 
  private:
   void publish(std::unique_lock<std::mutex>& lock);
+  // Marks it done (letting go of its quota hold) and publishes; unlocks.
+  void finish(std::unique_lock<std::mutex>& lock);
   Result snapshot_locked(Page page) const;
 
   const std::string id_;

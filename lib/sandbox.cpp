@@ -47,7 +47,13 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   std::map<Key, std::shared_ptr<SessionImpl>> sessions;
   // Per owner: sessions (reservations included; the warm pool is nobody's until taken) and
   // executions from submit to end.
-  std::map<std::string, std::size_t, std::less<>> sessions_of, executions_of;
+  using Counts = std::map<std::string, std::size_t, std::less<>>;
+  Counts sessions_of, executions_of;
+  // One less for `owner` (locked); an owner at zero leaves the map.
+  static void release(Counts& counts, std::string_view owner) {
+    auto it = counts.find(owner);
+    if (it != counts.end() && --it->second == 0) counts.erase(it);
+  }
   Stats stats;
 
   // The warm pool: sessions launched ahead of demand with the default limits.
@@ -67,8 +73,7 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
       auto im = sandbox.lock();
       if (!im) return;
       std::lock_guard lock(im->mutex);
-      auto it = im->executions_of.find(owner);
-      if (it != im->executions_of.end() && --it->second == 0) im->executions_of.erase(it);
+      release(im->executions_of, owner);
     }
   };
   std::shared_ptr<void> admit_execution(const std::string& owner);
@@ -94,8 +99,7 @@ std::shared_ptr<void> Sandbox::Impl::admit_execution(const std::string& owner) {
 
 void Sandbox::Impl::forget(const Key& key) {
   if (sessions.erase(key) == 0) return;
-  auto it = sessions_of.find(key.first);
-  if (it != sessions_of.end() && --it->second == 0) sessions_of.erase(it);
+  release(sessions_of, key.first);
 }
 
 namespace {
