@@ -1,7 +1,7 @@
 // The host <-> agent protocol: one framed byte stream over a SOCK_STREAM socket.
 //
 // Frame: a 12-byte header {u32 length of payload, u8 type, u8 stream, u16 zero, u32 id}
-// in little-endian order, then `length` payload bytes. Control payloads are JSON; OUTPUT
+// in little-endian order, then `length` payload bytes (agent/frame.hpp's codec). Control payloads are JSON; OUTPUT
 // payloads are raw bytes. The same code is compiled into the library and the agent.
 //
 // host -> agent                               agent -> host
@@ -27,6 +27,7 @@
 #include <variant>
 #include <vector>
 
+#include "agent/frame.hpp"
 #include "sandbox/processes.hpp"
 #include "sandbox/result.hpp"
 
@@ -66,13 +67,12 @@ std::string encode(Type type, std::uint32_t id, std::string_view payload, std::u
 // Incremental decoder: feed bytes as they arrive, take whole frames out.
 class Decoder {
  public:
-  void feed(const char* data, std::size_t n) { buf_.append(data, n); }
+  void feed(const char* data, std::size_t n) { reader_.feed(data, n); }
   // The next complete frame, or nullopt. Throws sandbox::Error(internal) on a frame
   // larger than max_payload (a broken or hostile peer).
   std::optional<Frame> next();
  private:
-  std::string buf_;
-  std::size_t pos_ = 0;
+  FrameReader reader_{header_size - length_size, max_payload};
 };
 
 // ---- agent -> host, decoded -----------------------------------------------------------

@@ -126,3 +126,45 @@ TEST(Protocol, DecoderGivesBackALargeFramesBuffer) {
 }
 
 }  // namespace
+
+// agent/frame.hpp is the codec of both the control socket and the kernels' pipes: the same
+// length prefix, with 8 header bytes or none.
+TEST(Frame, ControlFramesAreTheCodecWithAnEightByteHeader) {
+  std::string bytes = encode(Type::output, 0x01020304, "hello", 2);
+  ASSERT_EQ(bytes.size(), header_size + 5);
+  EXPECT_EQ(get_u32le(bytes.data()), 5u);
+  EXPECT_EQ(bytes[4], static_cast<char>(Type::output));
+  EXPECT_EQ(bytes[5], 2);
+  EXPECT_EQ(get_u32le(bytes.data() + 8), 0x01020304u);
+  FrameReader raw(header_size - length_size, max_payload);
+  raw.feed(bytes.data(), bytes.size());
+  auto f = raw.next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->header.size(), 8u);
+  EXPECT_EQ(f->payload, "hello");
+}
+
+TEST(Frame, KernelFramesAreALengthAndJson) {
+  // As runtime/kernel.py writes them: struct.pack("<I", len(body)) + body.
+  std::string body = R"({"ready": true})";
+  std::string bytes = frame_bytes({}, body);
+  ASSERT_EQ(bytes.size(), 4 + body.size());
+  EXPECT_EQ(bytes.substr(0, 4), std::string("\x0f\x00\x00\x00", 4));
+  FrameReader r(0, 1u << 20);
+  std::string two = bytes + frame_bytes({}, "{}");
+  // Byte by byte: a frame comes out only once whole.
+  int seen = 0;
+  for (char c : two) {
+    r.feed(&c, 1);
+    while (auto f = r.next()) {
+      EXPECT_TRUE(f->header.empty());
+      EXPECT_EQ(f->payload, seen == 0 ? body : "{}");
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+  FrameReader small(0, 4);
+  std::string big = frame_bytes({}, "12345");
+  small.feed(big.data(), big.size());
+  EXPECT_THROW(small.next(), sandbox::Error);
+}
