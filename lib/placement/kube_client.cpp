@@ -2,6 +2,7 @@
 #include "placement/kube_client.hpp"
 
 #include "placement/yaml.hpp"
+#include "sys/base64.hpp"
 
 #include <sandbox/error.hpp>
 
@@ -77,26 +78,6 @@ std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
-std::string base64_decode(std::string_view in) {
-  static constexpr std::string_view alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    auto v = alphabet.find(c);
-    if (v == std::string_view::npos) throw Error(errc::invalid_argument, "bad base64 in kubeconfig");
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 std::string str(const json& j, std::string_view key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
@@ -114,7 +95,7 @@ const json& named(const json& doc, std::string_view list, std::string_view entry
 // "data" wins over the file, as in kubectl; file paths are relative to the kubeconfig.
 std::string data_or_file(const json& j, std::string_view data_key, std::string_view file_key,
                          const std::filesystem::path& dir) {
-  if (auto d = str(j, data_key); !d.empty()) return base64_decode(d);
+  if (auto d = str(j, data_key); !d.empty()) return sys::base64_decode(d);
   if (auto f = str(j, file_key); !f.empty()) return read_file(dir / f);
   return {};
 }
