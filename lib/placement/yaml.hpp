@@ -1,10 +1,10 @@
-// placement/yaml.hpp: the small YAML subset kubeconfig files and Pod manifests are written in.
+// placement/yaml.hpp: YAML (kubeconfig files, Pod manifests) as nlohmann::json, by yaml-cpp.
 //
-// Block mappings and block sequences by indentation (including kubectl's style of sequences at
-// the same indent as their key), plain, 'single' and "double" quoted scalars, comments, empty
-// flow collections ({} and []), and JSON flow collections ({"a": [1]}), which YAML includes.
-// Scalars stay strings ("true", "8080"): the reader of a field knows its type. Not supported,
-// and refused as invalid_argument: anchors, aliases, tags, multi-line scalars, documents.
+// Scalars stay strings ("true", "8080"): the reader of a field knows its type; a plain
+// null, ~ or nothing is null. A document that starts with '{' is read as JSON, numbers and
+// booleans kept. Anchors and aliases are resolved, block scalars (| and >) read, tags
+// ignored. Refused as invalid_argument: more than one document, duplicate keys, keys that
+// are not scalars, and documents that expand past a size bound (aliases of aliases).
 //
 //   auto doc = placement::parse_yaml(text);        // nlohmann::json
 //   doc["current-context"].get<std::string>();
@@ -15,7 +15,7 @@
 
 namespace sandbox::placement {
 
-// Throws sandbox::Error(invalid_argument) naming the line of the first unsupported construct.
+// Throws sandbox::Error(invalid_argument) naming the line of the first problem.
 nlohmann::json parse_yaml(std::string_view text);
 
 }  // namespace sandbox::placement
