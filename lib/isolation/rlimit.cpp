@@ -109,6 +109,7 @@ class RlimitBackend final : public Backend {
     start.who = "rlimit: starting the agent";
     sys::Confinement& c = start.confine;
     c.cwd = ws.c_str();  // the workspace is the code's (mode 0700): entered while still root
+    c.cwd_before_ids = true;
     // RLIMIT_DATA rather than RLIMIT_AS: V8 reserves gigabytes of address space it never
     // touches, so an AS limit that lets Node start would not bound memory at all.
     const sys::Rlimit lims[] = {

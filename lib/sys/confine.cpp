@@ -50,7 +50,8 @@ bool drop_bounding(int cap_last, std::uint64_t keep) {
 }
 
 bool set_caps(std::uint64_t keep) {
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return false;
+  // EINVAL: no ambient set here (gVisor's older kernels), so none to clear.
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return false;
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
   for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; ++i) {
@@ -83,13 +84,14 @@ bool become(const Confinement& c, ConfineStep* failed) {
 }
 
 bool confine(const Confinement& c, ConfineStep* failed) {
-  if (c.cwd && ::chdir(c.cwd) != 0) return fail(failed, ConfineStep::chdir);
+  if (c.cwd && c.cwd_before_ids && ::chdir(c.cwd) != 0) return fail(failed, ConfineStep::chdir);
   for (int i = 0; i < c.nrlimits; ++i) {
     rlimit r{static_cast<rlim_t>(c.rlimits[i].value), static_cast<rlim_t>(c.rlimits[i].value)};
     if (::setrlimit(static_cast<__rlimit_resource>(c.rlimits[i].resource), &r) != 0)
       return fail(failed, ConfineStep::rlimits);
   }
   if (!become(c, failed)) return false;
+  if (c.cwd && !c.cwd_before_ids && ::chdir(c.cwd) != 0) return fail(failed, ConfineStep::chdir);
   if (c.caps == Confinement::Caps::set) {
     if ((c.cap_last >= 0 && (!raise_effective() || !drop_bounding(c.cap_last, c.keep_caps))) || !set_caps(c.keep_caps))
       return fail(failed, ConfineStep::capabilities);

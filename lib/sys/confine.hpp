@@ -34,7 +34,8 @@ struct Confinement {
   static constexpr gid_t keep_gid = static_cast<gid_t>(-1);
   enum class Caps { keep, set };  // keep: leave them alone; set: exactly `keep_caps`
 
-  const char* cwd = nullptr;  // entered first, while the old ids may still need to
+  const char* cwd = nullptr;  // entered after the uid switch (the new uid owns it), or
+  bool cwd_before_ids = false;  // first, while only the old ids may enter it
   Rlimit rlimits[8] = {};
   int nrlimits = 0;
   bool set_groups = false;    // supplementary groups := groups[0..ngroups)

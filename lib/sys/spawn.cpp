@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,7 +84,14 @@ bool place_fds(const int* map, int n, int* carry) {
   for (int i = 0; i < n; ++i)
     if (::dup2(moved[i], i) < 0) return false;
   // Close-on-exec covers the rest only where the opener set it; not every library does.
-  return ::syscall(SYS_close_range, static_cast<unsigned>(carry ? n + 1 : n), ~0u, 0u) == 0;
+  const unsigned from = static_cast<unsigned>(carry ? n + 1 : n);
+  if (::syscall(SYS_close_range, from, ~0u, 0u) == 0) return true;
+  if (errno != ENOSYS && errno != EINVAL) return false;
+  // Kernels without close_range (gVisor's, older ones): one by one up to the fd limit.
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return false;
+  for (rlim_t fd = from; fd < lim.rlim_cur && fd < (1u << 20); ++fd) ::close(static_cast<int>(fd));
+  return true;
 }
 
 namespace {
