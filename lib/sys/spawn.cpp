@@ -26,9 +26,9 @@ struct Failure {
   int err;
 };
 
-void say(const char* who, const char* what, const char* path) {
-  // Best effort, async-signal-safe.
-  for (const char* s : {who, ": cannot ", what, " ", path, "\n"}) (void)!::write(2, s, std::strlen(s));
+// "<who>: <what> <path>" on fd 2: best effort, async-signal-safe.
+void say(const char* who, const char* what, const char* what2, const char* path) {
+  for (const char* s : {who, ": ", what, what2, " ", path, "\n"}) (void)!::write(2, s, std::strlen(s));
 }
 
 [[noreturn]] void child(const SpawnSpec& s, int null_fd, int report_fd) {
@@ -50,8 +50,9 @@ void say(const char* who, const char* what, const char* path) {
       ::_exit(127);
     }
     const bool cwd = stage == Stage::confine && f.step == ConfineStep::chdir;
-    say(s.who, stage == Stage::exec ? "execute" : stage == Stage::fds ? "place fds for" : confine_step_name(f.step),
-        cwd ? s.confine.cwd : s.path);
+    if (stage == Stage::confine && !cwd) say(s.who, confine_step_name(f.step), " failed for", s.path);
+    else say(s.who, stage == Stage::exec ? "cannot execute" : cwd ? "cannot enter" : "cannot place the fds of", "",
+             cwd ? s.confine.cwd : s.path);
     ::_exit(stage == Stage::exec ? 127 : cwd ? 126 : 125);
   };
   int map[SpawnSpec::max_fds];
