@@ -1,6 +1,5 @@
-// How the agent starts a process (and the host its python template): fork, a new process
-// group, fds 0..n-1 from a table and no other, the code's uid, the given cwd, signals back
-// to default, exec. Nothing between fork and exec allocates.
+// How the agent starts a process: sys::spawn (sys/spawn.hpp) with the code's uid, no
+// capabilities, the given cwd and death with the agent.
 //
 //   const char* argv[] = {"/bin/sh", "-c", "echo hi", nullptr};
 //   pid_t pid = agent::spawn({argv[0], argv, environ, "/workspace", {in, out, err}, 3});
@@ -20,9 +19,9 @@ struct SpawnSpec {
   uid_t uid = static_cast<uid_t>(-1);  // real, effective and saved uid of the child, if set
 };
 
-// The child's pid (it leads its own process group). Throws sandbox::Error when fork
-// fails; a failed exec shows as exit code 127 (126 when cwd is unusable, 125 when the uid
-// cannot be set).
+// The child's pid (it leads its own process group), for the caller to reap. Throws
+// sandbox::Error when fork fails; a failed exec shows as exit code 127 (126 when cwd is
+// unusable, 125 for any other step).
 pid_t spawn(const SpawnSpec& spec);
 
 }  // namespace sandbox::agent

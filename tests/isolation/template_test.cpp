@@ -277,3 +277,41 @@ TEST_F(TemplateTest, ASessionStartedForShellGetsItsPythonKernelFromTheTemplateTo
   r = s->run({.code = "import os, sys\n(os.getppid(), 'numpy' in sys.modules)"});
   EXPECT_EQ(r.result, "(0, True)") << "asked for on first use: " << to_json(r);
 }
+
+TEST_F(TemplateTest, AForkedKernelIsConfinedLikeAnAgentStartedOne) {
+  // One confinement plan (lib/isolation/namespaces/confinement.cpp) for both ways a kernel
+  // starts: read from session code in a forked kernel and in one the agent spawned.
+  const char* code = R"(import ctypes, os
+st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+sig = ctypes.c_int(-1)
+ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+out = {k: st[k].strip() for k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                                  "NoNewPrivs", "Seccomp")}
+out["pdeathsig"] = sig.value
+out["cwd"] = os.getcwd()
+sorted(out.items()))";
+  auto forked = sb_->create_session({});
+  Result from_template = forked->run({.code = "import os\nos.getppid()"});
+  ASSERT_EQ(from_template.result, "0") << "not forked from the template: " << to_json(from_template);
+  from_template = forked->run({.code = code});
+  ASSERT_EQ(from_template.status, Status::finished) << to_json(from_template);
+
+  ::setenv("SANDBOX_PYTHON_TEMPLATE", "0", 1);
+  std::shared_ptr<Session> direct;
+  try {
+    direct = sb_->create_session({});
+  } catch (...) {
+    ::unsetenv("SANDBOX_PYTHON_TEMPLATE");
+    throw;
+  }
+  ::unsetenv("SANDBOX_PYTHON_TEMPLATE");
+  Result from_agent = direct->run({.code = "import os\nos.getppid()"});
+  ASSERT_EQ(from_agent.result, "1") << "not started by the agent: " << to_json(from_agent);
+  from_agent = direct->run({.code = code});
+  ASSERT_EQ(from_agent.status, Status::finished) << to_json(from_agent);
+
+  const std::string walls = from_template.result.value_or("");
+  EXPECT_EQ(walls, from_agent.result.value_or("-"));
+  EXPECT_NE(walls.find("('Groups', '')"), std::string::npos) << "supplementary groups: " << walls;
+  EXPECT_NE(walls.find("('pdeathsig', 9)"), std::string::npos) << "PDEATHSIG: " << walls;
+}

@@ -43,10 +43,9 @@ constexpr int clone_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_N
                             CLONE_NEWIPC | CLONE_NEWUTS;
 constexpr std::size_t stack_size = 256 * 1024;
 
-// The cgroup layout and seccomp filter, looked up once per process.
+// The cgroup layout, looked up once per process.
 struct Host {
   cgroup::Layout layout = cgroup::Layout::detect();
-  int cap_last = capabilities::last_cap();
 };
 const Host& host() {
   static const Host h;
@@ -267,10 +266,8 @@ class NamespacesBackend final : public Backend {
     plan.new_root = new_root_dir;
     const auto staged = mount::staged_runtime(spec.runtime_dir);  // held until the child execs
     plan.mounts = mount::plan(spec, plan.new_root, staged->get());
-    plan.rlimits = rlimits::plan(spec.limits);
-    plan.cap_last = host().cap_last;
-    plan.seccomp = &seccomp::filter();
-    plan.personality = &seccomp::personality_filter();
+    const auto limits = rlimits::plan(spec.limits);
+    plan.confine = confinement(limits, /*agent=*/true);
     plan.agent = std::string(runtime_inside) + "/sandbox-agent";
     plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
     plan.env = agent_environment(ns::workspace_inside);
@@ -332,7 +329,7 @@ class NamespacesBackend final : public Backend {
     await_exec(sync_parent.get(), progress);
     // The agent runs in its finished namespaces now, so the kernel can join them.
     if (templated) {
-      inst->fork_kernel_ = [slot = template_, spec, cgroups = inst->cgroup_->paths(), rlimits = plan.rlimits](
+      inst->fork_kernel_ = [slot = template_, spec, cgroups = inst->cgroup_->paths(), rlimits = limits](
                                pid_t agent, std::array<sys::UniqueFd, 4> ends) {
         return slot->fork(spec, agent, cgroups, rlimits, std::move(ends));
       };

@@ -1,5 +1,6 @@
-// The mount namespace: a new root that holds only what the interpreters need, read-only,
-// plus private scratch space, a fresh /proc, a minimal /dev and the workspace.
+// The mount namespace: the session's root (isolation/root_layout.hpp) as mount steps on a
+// read-only tmpfs skeleton, with /dev's nodes bound from the host and /proc's host-facing
+// corners covered.
 //
 // The parent plans every step (it may stat, glob and allocate); the child executes the
 // list, pivots into it and detaches the host's tree.
@@ -23,6 +24,7 @@
 #include <sstream>
 
 #include "isolation/namespaces/namespaces.hpp"
+#include "isolation/root_layout.hpp"
 #include "sandbox/error.hpp"
 #include "sys/fd.hpp"
 
@@ -34,16 +36,6 @@ namespace {
 
 constexpr unsigned long kSafe = MS_NOSUID | MS_NODEV;
 
-// Host paths the interpreters need, bound read-only at the same path. Symlinks (merged
-// /usr: /bin -> usr/bin) are recreated as symlinks.
-const char* const system_paths[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
-// A subset of /etc: the loader, time zone, TLS roots, Python and matplotlib config, fonts.
-// No passwd/shadow/group from the host: small ones are written below.
-const char* const etc_globs[] = {
-    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/localtime", "/etc/timezone", "/etc/ssl", "/etc/ca-certificates", "/etc/python3*",
-    "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/gai.conf",
-};
 const char* const dev_nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 // /proc entries that reveal or poke the host kernel: covered by an empty read-only tmpfs
 // (directories) or /dev/null (files).
@@ -62,23 +54,14 @@ class Planner {
       if (made_.insert(p.string()).second) add({Kind::mkdir, "", at(p)});
     }
   }
-  // Host `source` at `inside`: a symlink stays a symlink, a dir or file is bound.
-  void host(const fs::path& source, const fs::path& inside, bool writable = false) {
-    struct stat st;
-    if (::lstat(source.c_str(), &st) != 0) return;
-    mkdirs(inside.parent_path());
-    if (S_ISLNK(st.st_mode)) {
-      std::error_code ec;
-      auto link = fs::read_symlink(source, ec);
-      if (!ec) add({Kind::symlink, link.string(), at(inside)});
-      return;
-    }
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return;
-    if (S_ISDIR(st.st_mode)) made_.insert(inside.string());
-    MountStep s{Kind::bind, source.string(), at(inside)};
-    s.flags = kSafe;
-    s.writable = writable;
-    s.is_file = !S_ISDIR(st.st_mode);
+  // A bind of the root layout.
+  void bind(const RootMount& m, unsigned long flags) {
+    mkdirs(fs::path(m.target).parent_path());
+    if (!m.is_file) made_.insert(m.target);
+    MountStep s{Kind::bind, m.source, at(m.target)};
+    s.flags = flags;
+    s.writable = m.writable;
+    s.is_file = m.is_file;
     add(std::move(s));
   }
   void tmpfs(const fs::path& inside, std::string options, unsigned long flags) {
@@ -109,91 +92,66 @@ class Planner {
   std::vector<MountStep> steps_;
 };
 
-std::vector<std::string> expand(const char* pattern) {
-  std::vector<std::string> out;
-  glob_t g{};
-  if (::glob(pattern, GLOB_NOSORT, nullptr, &g) == 0)
-    for (std::size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
-  return out;
-}
-
 }  // namespace
 
 std::vector<MountStep> plan(const LaunchSpec& spec, const std::string& new_root, int staged_runtime) {
   Planner p(new_root);
-  const auto disk = std::to_string(spec.limits.disk_bytes);
-  const auto inodes = std::to_string(std::max<std::uint64_t>(1024, spec.limits.disk_bytes / 8192));
-
   // The skeleton root: a small tmpfs, made read-only once every mount point exists.
   {
     MountStep root{Kind::tmpfs, "tmpfs", new_root, "size=1m,nr_inodes=4096,mode=0755"};
     root.flags = kSafe;
     p.add(std::move(root));
   }
-  for (const char* path : system_paths) p.host(path, path);
-  p.mkdirs("/etc");
-  for (const char* pattern : etc_globs)
-    for (auto& path : expand(pattern)) p.host(path, path);
-  // Interpreters outside the bound system dirs (a venv, /opt/...) are bound by file.
-  for (const auto& exe : {spec.interpreters.python, spec.interpreters.node, spec.interpreters.shell}) {
-    bool covered = std::any_of(std::begin(system_paths), std::end(system_paths), [&](const char* d) {
-      auto rel = exe.lexically_relative(d);
-      return !rel.empty() && *rel.begin() != "..";
-    });
-    if (!covered && exe.is_absolute()) p.host(exe, exe);
+  for (const auto& m : root_layout(spec, {inside_uid, agent_inside_uid, inside_gid}, /*sized=*/true)) {
+    const unsigned long flags = MS_NOSUID | (m.nodev ? MS_NODEV : 0) | (m.noexec ? MS_NOEXEC : 0);
+    switch (m.kind) {
+      case RootMount::Kind::dir: p.mkdirs(m.target); break;
+      case RootMount::Kind::bind:
+        p.bind(m, flags);
+        if (m.target == runtime_inside) p.stage_last(staged_runtime);
+        break;
+      case RootMount::Kind::symlink: p.link(m.target, m.source); break;
+      case RootMount::Kind::file: p.file(m.target, m.source); break;
+      case RootMount::Kind::tmpfs:
+        p.tmpfs(m.target, m.options, flags);
+        if (m.target == "/dev") {
+          // Device nodes bound from the host (a user namespace cannot mknod).
+          for (const char* node : dev_nodes) {
+            fs::path host = fs::path("/dev") / node;
+            if (!fs::exists(host)) continue;
+            MountStep s{Kind::bind, host.string(), p.at(host)};
+            s.flags = MS_NOSUID | MS_NOEXEC;  // no nodev: these are devices
+            s.writable = true;
+            s.is_file = true;
+            p.add(std::move(s));
+          }
+          p.link("/dev/fd", "/proc/self/fd");
+          p.link("/dev/stdin", "/proc/self/fd/0");
+          p.link("/dev/stdout", "/proc/self/fd/1");
+          p.link("/dev/stderr", "/proc/self/fd/2");
+        }
+        if (m.target == "/dev/shm") p.add({Kind::remount_ro, "", p.at("/dev"), "", MS_NOSUID | MS_NOEXEC});
+        break;
+      case RootMount::Kind::proc:
+        // Its host-facing corners covered.
+        p.mkdirs(m.target);
+        p.add({Kind::proc, "proc", p.at(m.target), "", flags});
+        for (const char* dir : proc_dirs) {
+          MountStep s{Kind::tmpfs, "tmpfs", p.at(fs::path("/proc") / dir), "size=4k,nr_inodes=1,mode=0555"};
+          s.flags = kSafe | MS_NOEXEC | MS_RDONLY;
+          s.optional = true;
+          p.add(std::move(s));
+        }
+        for (const char* file : proc_files) {
+          MountStep s{Kind::bind, "/dev/null", p.at(fs::path("/proc") / file)};
+          s.flags = kSafe | MS_NOEXEC;
+          s.is_file = true;
+          s.optional = true;
+          p.add(std::move(s));
+        }
+        break;
+    }
   }
-  p.file("/etc/passwd", "sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n"
-                        "agent:x:1001:1000:sandbox agent:/nonexistent:/usr/sbin/nologin\n"
-                        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-  p.file("/etc/group", "sandbox:x:1000:\nnogroup:x:65534:\n");
-  p.file("/etc/hostname", std::string(hostname) + "\n");
-  p.file("/etc/hosts", std::string("127.0.0.1 localhost ") + hostname + "\n::1 localhost\n");
-
-  // The runtime (agent, kernels, node_modules) read-only; the workspace read-write.
-  p.host(spec.runtime_dir, runtime_inside);
-  p.stage_last(staged_runtime);
-  p.host(spec.workspace, workspace_inside, /*writable=*/true);
-
-  // Private scratch space, sized; its pages are charged to the session's memory cgroup.
-  p.tmpfs("/tmp", "size=" + disk + ",nr_inodes=" + inodes + ",mode=1777", kSafe);
-
-  // Minimal /dev: device nodes bound from the host (a user namespace cannot mknod).
-  p.tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", MS_NOSUID | MS_NOEXEC);
-  for (const char* node : dev_nodes) {
-    fs::path host = fs::path("/dev") / node;
-    if (!fs::exists(host)) continue;
-    MountStep s{Kind::bind, host.string(), p.at(host)};
-    s.flags = MS_NOSUID | MS_NOEXEC;  // no nodev: these are devices
-    s.writable = true;
-    s.is_file = true;
-    p.add(std::move(s));
-  }
-  p.link("/dev/fd", "/proc/self/fd");
-  p.link("/dev/stdin", "/proc/self/fd/0");
-  p.link("/dev/stdout", "/proc/self/fd/1");
-  p.link("/dev/stderr", "/proc/self/fd/2");
-  p.tmpfs("/dev/shm", "size=" + disk + ",nr_inodes=" + inodes + ",mode=1777",
-          kSafe | MS_NOEXEC);
-  p.add({Kind::remount_ro, "", p.at("/dev"), "", MS_NOSUID | MS_NOEXEC});
-
-  // A /proc of the new pid namespace, its host-facing corners covered.
-  p.mkdirs("/proc");
-  p.add({Kind::proc, "proc", p.at("/proc"), "", kSafe | MS_NOEXEC});
-  for (const char* dir : proc_dirs) {
-    MountStep s{Kind::tmpfs, "tmpfs", p.at(fs::path("/proc") / dir), "size=4k,nr_inodes=1,mode=0555"};
-    s.flags = kSafe | MS_NOEXEC | MS_RDONLY;
-    s.optional = true;
-    p.add(std::move(s));
-  }
-  for (const char* file : proc_files) {
-    MountStep s{Kind::bind, "/dev/null", p.at(fs::path("/proc") / file)};
-    s.flags = kSafe | MS_NOEXEC;
-    s.is_file = true;
-    s.optional = true;
-    p.add(std::move(s));
-  }
-
   p.add({Kind::remount_ro, "", new_root, "", kSafe});
   return p.take();
 }

@@ -1,6 +1,7 @@
 // The namespaces backend's internals: what the parent prepares before clone() and what the
 // child does with it afterwards, one concern per file (user, pid, mount, net, ipc_uts,
-// cgroup, seccomp, capabilities, rlimits), ordered in contain.cpp.
+// cgroup, seccomp, rlimits), ordered in contain.cpp; confinement.cpp is the tail the agent
+// and the template's kernels share.
 //
 // Everything the child needs is built by the parent into a ChildPlan *before* clone(): the
 // child only reads it and makes syscalls, never allocates or throws (the server is
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "sandbox/isolation.hpp"
+#include "sys/confine.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox::isolation::ns {
@@ -48,7 +50,7 @@ inline constexpr const char* hostname = "sandbox";
 // The control socket's fd number in the agent (argv says so too).
 inline constexpr int agent_control_fd = 3;
 // Where the agent finds a template-forked Python kernel's four pipes (--kernel-fds).
-inline constexpr int agent_kernel_fd = 5;
+inline constexpr int agent_kernel_fd = 4;
 
 // One step of building the new root, executed in order by the child.
 struct MountStep {
@@ -75,22 +77,17 @@ struct MountStep {
   char via_staged[32] = {};
 };
 
-struct Rlimit {
-  int resource;
-  std::uint64_t value;
-};
+using Rlimit = sys::Rlimit;
 
 // The child's setup steps, in the order contain() runs them.
 enum class Step : int {
   cloned, signals, await_id_maps, open_sources, setuid, mount, loopback, set_hostname,
-  close_fds, rlimits, await_cgroup, cgroup_ns, pdeathsig_setsid, chdir, drop_caps,
-  no_new_privs, seccomp_personality, seccomp, execve,
+  close_fds, await_cgroup, cgroup_ns, confine, execve,
 };
 inline constexpr const char* step_names[] = {
     "cloned", "signals", "waiting for the uid/gid maps", "open bind source", "setuid",
-    "mount", "loopback up", "hostname", "close fds", "rlimits", "waiting for the cgroup",
-    "cgroup namespace", "parent-death signal, setsid", "chdir", "drop capabilities",
-    "no_new_privs", "seccomp (personality)", "seccomp", "execve",
+    "mount", "loopback up", "hostname", "close fds", "waiting for the cgroup",
+    "cgroup namespace", "confine", "execve",
 };
 static_assert(std::size(step_names) == static_cast<std::size_t>(Step::execve) + 1);
 inline const char* step_name(int step) {
@@ -113,10 +110,7 @@ struct ChildPlan {
 
   std::string new_root;             // host dir the tmpfs root is mounted on (private ns)
   std::vector<MountStep> mounts;    // the new root, in order
-  std::vector<Rlimit> rlimits;
-  int cap_last = 40;                // /proc/sys/kernel/cap_last_cap
-  const std::vector<sock_filter>* seccomp = nullptr;       // libseccomp's filter
-  const std::vector<sock_filter>* personality = nullptr;   // the hand-written one
+  sys::Confinement confine;         // confinement(..., agent = true)
 
   std::string agent;                // path inside
   std::vector<std::string> argv, env;
@@ -129,13 +123,18 @@ struct ChildFailure {
   int err;
 };
 
+// The walls of a session's process, the same for the agent and for a kernel forked from
+// the template: ids (the agent's or the code's), no supplementary groups, rlimits, the
+// capabilities (agent_caps for the agent, none for code), death with the parent, a session
+// of its own, no_new_privs, both seccomp filters, cwd the workspace. The caller sets
+// parent_fd/parent_gone (how a parent already gone shows).
+sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent);
+
 // ---- child side (no allocation, no exceptions) ----
 int contain(void* plan);  // clone() entry point: waits for the parent, contains, execs
 
-namespace user { bool init_ns(); }                                 // groups and ids
 namespace pid {
 bool reset_signals();          // default dispositions, nothing blocked (the parent blocked all)
-bool init_ns(int sync_fd);     // death signal, setsid
 }
 namespace mount {
 // Opens every bind source (O_PATH) while we still have root's host ids, which can walk
@@ -146,14 +145,7 @@ bool init_ns(const ChildPlan& plan, const char** failed_target);
 namespace net { bool init_ns(); }                                  // loopback up
 namespace ipc_uts { bool init_ns(); }                              // hostname
 namespace cgroup { bool init_ns(); }                               // new cgroup namespace
-namespace capabilities {
-bool drop_bounding(int cap_last, std::uint64_t keep);  // needs CAP_SETPCAP effective
-bool set(std::uint64_t keep);  // effective, permitted, inheritable and ambient = keep
-bool drop(int cap_last);       // none in any set
-}
-namespace rlimits { bool apply(const std::vector<Rlimit>& limits); }
-namespace seccomp { bool load(const std::vector<sock_filter>& filter); }
-bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 5-8
+bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 4-7
 
 // ---- parent side ----
 namespace user {
@@ -197,9 +189,6 @@ const std::vector<sock_filter>& personality_filter();
 }
 namespace rlimits {
 std::vector<Rlimit> plan(const Limits& limits);
-}
-namespace capabilities {
-int last_cap();  // from /proc/sys/kernel/cap_last_cap
 }
 
 }  // namespace sandbox::isolation::ns

@@ -17,13 +17,4 @@ std::vector<Rlimit> plan(const Limits& limits) {
   };
 }
 
-// Child side.
-bool apply(const std::vector<Rlimit>& limits) {
-  for (const auto& l : limits) {
-    rlimit r{static_cast<rlim_t>(l.value), static_cast<rlim_t>(l.value)};
-    if (::setrlimit(static_cast<__rlimit_resource>(l.resource), &r) != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace sandbox::isolation::ns::rlimits

@@ -250,10 +250,4 @@ const std::vector<sock_filter>& personality_filter() {
   return prog;
 }
 
-// Child side: no_new_privs is already set, so an unprivileged process may load it.
-bool load(const std::vector<sock_filter>& prog) {
-  sock_fprog fprog{static_cast<unsigned short>(prog.size()), const_cast<sock_filter*>(prog.data())};
-  return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) == 0;
-}
-
 }  // namespace sandbox::isolation::ns::seccomp

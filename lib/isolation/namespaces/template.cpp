@@ -19,9 +19,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "agent/agent_spawn.hpp"
 #include "sandbox/error.hpp"
 #include "sys/cstrings.hpp"
+#include "sys/spawn.hpp"
 
 namespace sandbox::isolation::ns {
 namespace {
@@ -89,38 +89,29 @@ PythonTemplate::PythonTemplate(const LaunchSpec& spec) : key_(key_of(spec)) {
     env.push_back(std::move(e));
   }
   sys::CStrings args(std::move(argv)), envp(std::move(env));
-  sys::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!null) throw_syscall("open", errno, "/dev/null");
   // Its own process group (a Ctrl-C meant for the server is not its business; it ends when
   // its socket does); fd 2 stays the server's, so a template that cannot start says why.
   static_assert(template_socket_fd == 3 && template_runtime_fd == 4);
-  pid_ = agent::spawn({args.ptrs[0], args.ptrs.data(), envp.ptrs.data(), "/",
-                       {null.get(), null.get(), STDERR_FILENO, theirs.get(), runtime.get()}, 5});
+  sys::SpawnSpec start{args.ptrs[0], args.ptrs.data(), envp.ptrs.data(),
+                       {-1, -1, STDERR_FILENO, theirs.get(), runtime.get()}, 5};
+  start.confine.cwd = "/";
+  start.who = "python template";
+  child_ = sys::spawn(start);
   started_ = std::chrono::steady_clock::now();
 }
 
 PythonTemplate::~PythonTemplate() {
-  sock_.reset();
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    int status;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
+  sock_.reset();  // then child_ kills and reaps it
 }
 
 bool PythonTemplate::serves(const LaunchSpec& spec) const { return key_ == key_of(spec); }
 
 bool PythonTemplate::alive() {
-  if (pid_ <= 0) return false;
-  int status;
-  pid_t r = ::waitpid(pid_, &status, WNOHANG);
-  if (r == 0) return true;
-  if (r == pid_) {
-    std::fprintf(stderr, "libsandbox: the python template exited (%s %d); sessions start their own kernels\n",
-                 WIFSIGNALED(status) ? "signal" : "code", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-    pid_ = -1;
-  }
+  if (!child_) return false;
+  const auto status = child_.wait_for(std::chrono::milliseconds(0));
+  if (!status) return true;
+  std::fprintf(stderr, "libsandbox: the python template exited (%s %d); sessions start their own kernels\n",
+               WIFSIGNALED(*status) ? "signal" : "code", WIFSIGNALED(*status) ? WTERMSIG(*status) : WEXITSTATUS(*status));
   return false;
 }
 
@@ -133,7 +124,7 @@ bool PythonTemplate::fork_into(pid_t agent_pid, const std::vector<fs::path>& cgr
     if (!fd) return false;  // the agent is already gone
     held.push_back(std::move(fd));
   }
-  nlohmann::json req{{"uid", inside_uid}, {"gid", inside_gid}, {"workspace", workspace_inside}, {"runtime", runtime_inside}};
+  nlohmann::json req{{"runtime", runtime_inside}};
   req["cgroups"] = nlohmann::json::array();
   for (const auto& d : cgroup_dirs) req["cgroups"].push_back(d.string());
   req["rlimits"] = nlohmann::json::array();

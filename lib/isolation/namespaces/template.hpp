@@ -2,9 +2,10 @@
 // pandas, ...) imported and warmed, forked into each new session so that those pages are
 // shared copy-on-write instead of imported again per session.
 //
-// The fork lands in the session's own cgroup and namespaces and takes on the agent's uid,
-// rlimits, capabilities (none) and seccomp filters before it runs anything of the
+// The fork lands in the session's own cgroup and namespaces and takes on the session's
+// confinement (namespaces.hpp: confinement(), as code) before it runs anything of the
 // session's (template/module.cpp is its child half, runtime/kernel.py --template its loop).
+// Like a kernel the agent starts, it dies with its parent: here the template.
 // The agent adopts it over four pipes passed at clone time (--kernel-fds), so if the
 // template cannot deliver, the agent sees EOF and starts a kernel of its own.
 //
@@ -23,6 +24,7 @@
 
 #include "isolation/namespaces/namespaces.hpp"
 #include "sys/fd.hpp"
+#include "sys/spawn.hpp"
 
 namespace sandbox::isolation::ns {
 
@@ -39,7 +41,7 @@ class PythonTemplate {
   // Starts `python -u <runtime>/kernel.py --template` for the spec's interpreter, runtime
   // and preload list; returns at once (the template imports while sessions launch).
   explicit PythonTemplate(const LaunchSpec& spec);
-  ~PythonTemplate();  // kills and reaps it; kernels already forked live on
+  ~PythonTemplate();  // kills and reaps it, and with it the kernels it forked
   PythonTemplate(const PythonTemplate&) = delete;
   PythonTemplate& operator=(const PythonTemplate&) = delete;
 
@@ -57,8 +59,8 @@ class PythonTemplate {
 
  private:
   std::string key_;
-  pid_t pid_ = -1;
   sys::UniqueFd sock_;
+  sys::Child child_;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -8,9 +8,10 @@
 // group access to host files seen through the read-only binds. Instead the parent (which
 // holds CAP_SETGID on the host) writes the gid map and the child empties its groups with
 // setgroups() before dropping every capability; nothing inside can call setgroups again.
+// The child switches early (contain.cpp: sys::become()): files it creates in the new root
+// must belong to a mapped id. Its host ids (root's) are unmapped, so that switch keeps its
+// namespace capabilities.
 #include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,24 +38,6 @@ void init_ns_from_parent(pid_t child) {
   write_proc(child, "uid_map", std::to_string(inside_uid) + " " + std::to_string(host_uid) + " 1\n" +
                                    std::to_string(agent_inside_uid) + " " + std::to_string(agent_host_uid) + " 1\n");
   write_proc(child, "gid_map", std::to_string(inside_gid) + " " + std::to_string(host_gid) + " 1\n");
-}
-
-// Child side: become the agent's user. The child's host ids are root's, which is unmapped
-// here, so the kernel does not clear capabilities on this switch; capabilities::drop()
-// does that explicitly later. The switch made us non-dumpable, which hands /proc/self to
-// root (unmapped, so out of reach): the bind sources are /proc/self/fd links, so undo it.
-//
-// Raw syscalls, not glibc's setgroups/setresgid/setresuid: those broadcast the change to
-// every thread glibc believes exists (__nptl_setxid), and after clone() the child inherits
-// the server's thread list but not its threads. A thread the server had just created and
-// that had not started running yet is marked "wait until cloned" there, so glibc waited
-// for it forever and the launch hung. The child has one thread; the raw calls cover it.
-bool init_ns() {
-  gid_t groups[] = {inside_gid};
-  if (::syscall(SYS_setgroups, 1, groups) != 0) return false;
-  if (::syscall(SYS_setresgid, inside_gid, inside_gid, inside_gid) != 0) return false;
-  if (::syscall(SYS_setresuid, agent_inside_uid, agent_inside_uid, agent_inside_uid) != 0) return false;
-  return ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0;
 }
 
 }  // namespace sandbox::isolation::ns::user

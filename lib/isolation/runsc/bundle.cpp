@@ -1,10 +1,8 @@
 // The OCI bundle of one runsc session: config.json and a skeleton root.
 //
-// The root is a small host directory of mount points, read-only inside. Everything else is
-// a mount: the system directories and an /etc subset read-only from the host (as the
-// namespaces backend builds its root), the runtime read-only, the workspace read-write, and
-// gVisor's own /proc, /dev and /tmp (memory inside the Sentry, charged to the session).
-#include <glob.h>
+// The root (isolation/root_layout.hpp) is a small host directory of mount points, files
+// and symlinks, read-only inside; every bind, tmpfs and proc of the layout is one of the
+// bundle's mounts (gVisor's tmpfs and /proc: memory inside the Sentry, charged to the session).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "isolation/root_layout.hpp"
 #include "isolation/runsc/runsc.hpp"
 #include "sandbox/error.hpp"
 
@@ -21,24 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// Host paths bound read-only at the same path; symlinks (merged /usr) stay symlinks.
-const char* const system_paths[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
-// The /etc the loader, Python, Node and matplotlib read. No passwd/group from the host.
-const char* const etc_globs[] = {
-    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/localtime", "/etc/timezone", "/etc/ssl", "/etc/ca-certificates", "/etc/python3*",
-    "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/gai.conf",
-};
-
-std::vector<std::string> expand(const char* pattern) {
-  std::vector<std::string> out;
-  glob_t g{};
-  if (::glob(pattern, 0, nullptr, &g) == 0)
-    for (std::size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
-  return out;
-}
 
 void write_file(const fs::path& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -58,34 +39,37 @@ class Root {
     fs::create_directories(at(inside), ec);
     if (ec) throw Error(from_errno(ec.value()), "runsc bundle: mkdir " + at(inside).string() + ": " + ec.message());
   }
-  // Host `source` at `inside`, read-only unless `writable`.
-  void host(const fs::path& source, const fs::path& inside, bool writable = false) {
-    struct stat st;
-    if (::lstat(source.c_str(), &st) != 0) return;
-    dir(inside.parent_path());
-    if (S_ISLNK(st.st_mode)) {
-      std::error_code ec;
-      auto link = fs::read_symlink(source, ec);
-      if (!ec && !fs::is_symlink(at(inside))) fs::create_symlink(link, at(inside), ec);
-      return;
+  // One mount of the root layout.
+  void add(const RootMount& m) {
+    using Kind = RootMount::Kind;
+    std::vector<std::string> flags = {"nosuid"};
+    if (m.nodev) flags.push_back("nodev");
+    if (m.noexec) flags.push_back("noexec");
+    switch (m.kind) {
+      case Kind::dir: dir(m.target); return;
+      case Kind::file: file(m.target, m.source); return;
+      case Kind::symlink: {
+        dir(fs::path(m.target).parent_path());
+        std::error_code ec;
+        if (!fs::is_symlink(at(m.target))) fs::create_symlink(m.source, at(m.target), ec);
+        return;
+      }
+      case Kind::bind:
+        dir(fs::path(m.target).parent_path());
+        if (!m.is_file) dir(m.target);
+        else if (!fs::exists(at(m.target))) write_file(at(m.target), "");
+        flags.insert(flags.begin(), {"rbind", m.writable ? "rw" : "ro"});
+        mounts_.push_back({{"destination", m.target}, {"type", "bind"}, {"source", m.source}, {"options", flags}});
+        return;
+      case Kind::tmpfs:
+      case Kind::proc: {
+        dir(m.target);
+        const std::string type = m.kind == Kind::proc ? "proc" : "tmpfs";
+        if (!m.options.empty()) flags.push_back(m.options);
+        mounts_.push_back({{"destination", m.target}, {"type", type}, {"source", type}, {"options", flags}});
+        return;
+      }
     }
-    if (S_ISDIR(st.st_mode)) {
-      dir(inside);
-    } else if (S_ISREG(st.st_mode)) {
-      if (!fs::exists(at(inside))) write_file(at(inside), "");
-    } else {
-      return;
-    }
-    mounts_.push_back({{"destination", inside.string()},
-                       {"type", "bind"},
-                       // runsc resolves a relative source against the bundle, not our cwd
-                       {"source", fs::absolute(source).lexically_normal().string()},
-                       {"options", {"rbind", writable ? "rw" : "ro", "nosuid", "nodev"}}});
-  }
-  void special(const fs::path& inside, const std::string& type, std::vector<std::string> options) {
-    dir(inside);
-    mounts_.push_back({{"destination", inside.string()}, {"type", type}, {"source", type},
-                       {"options", std::move(options)}});
   }
   void file(const fs::path& inside, const std::string& contents) {
     dir(inside.parent_path());
@@ -98,13 +82,6 @@ class Root {
   fs::path rootfs_;
   json mounts_ = json::array();
 };
-
-bool under_system_path(const fs::path& exe) {
-  return std::any_of(std::begin(system_paths), std::end(system_paths), [&](const char* d) {
-    auto rel = exe.lexically_relative(d);
-    return !rel.empty() && *rel.begin() != "..";
-  });
-}
 
 json rlimit(const char* type, std::uint64_t value) {
   return {{"type", type}, {"hard", value}, {"soft", value}};
@@ -130,27 +107,8 @@ fs::path write_bundle(const LaunchSpec& spec, const fs::path& dir, const BundleO
   ::chmod(dir.c_str(), 0711);
   ::chmod((dir / "rootfs").c_str(), 0755);
 
-  for (const char* path : system_paths) root.host(path, path);
-  root.dir("/etc");
-  for (const char* pattern : etc_globs)
-    for (auto& path : expand(pattern)) root.host(path, path);
-  // Interpreters outside the system dirs (a venv, /opt/...) are bound by file.
-  for (const auto& exe : {spec.interpreters.python, spec.interpreters.node, spec.interpreters.shell})
-    if (exe.is_absolute() && !under_system_path(exe)) root.host(exe, exe);
-  const std::string uid = std::to_string(user_uid), gid = std::to_string(user_gid);
-  root.file("/etc/passwd", "sandbox:x:" + uid + ":" + gid + ":sandbox:/workspace:/bin/sh\n"
-                           "agent:x:" + std::to_string(agent_uid) + ":" + gid + ":sandbox agent:/nonexistent:/usr/sbin/nologin\n"
-                           "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-  root.file("/etc/group", "sandbox:x:" + gid + ":\nnogroup:x:65534:\n");
-  root.file("/etc/hostname", std::string(hostname) + "\n");
-  root.file("/etc/hosts", std::string("127.0.0.1 localhost ") + hostname + "\n::1 localhost\n");
-
-  if (!spec.runtime_dir.empty()) root.host(spec.runtime_dir, runtime_inside);
-  root.host(spec.workspace, workspace_inside, /*writable=*/true);
-  root.special("/proc", "proc", {"nosuid", "nodev", "noexec"});
-  root.special("/dev", "tmpfs", {"nosuid", "noexec", "mode=0755"});  // gVisor fills in null, zero, ...
-  root.special("/dev/shm", "tmpfs", {"nosuid", "nodev", "mode=1777"});
-  root.special("/tmp", "tmpfs", {"nosuid", "nodev", "mode=1777"});
+  for (const auto& m : root_layout(spec, {user_uid, agent_uid, user_gid}, /*sized=*/false)) root.add(m);
+  const std::string uid = std::to_string(user_uid);
 
   std::vector<std::string> args = options.args;
   if (args.empty()) {

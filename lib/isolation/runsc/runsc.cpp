@@ -1,24 +1,17 @@
 // Invoking `runsc`: each call is one runsc process, run to completion under a deadline.
-//
-// The process is forked from a multi-threaded server, so everything the child needs (argv,
-// envp, fds) is prepared before fork(); the child only makes async-signal-safe calls.
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <thread>
 
 #include "isolation/runsc/runsc.hpp"
 #include "sandbox/error.hpp"
 #include "sys/cstrings.hpp"
 #include "sys/fd.hpp"
+#include "sys/spawn.hpp"
 
 namespace sandbox::isolation::runsc {
 namespace {
@@ -28,58 +21,14 @@ using namespace std::chrono_literals;
 
 // Starts argv with `in`, `out`, `err` as fds 0-2 (-1: /dev/null) and nothing else open, in
 // its own process group (a Ctrl-C meant for the server must not cut a container in half).
-pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
+sys::Child spawn(const std::vector<std::string>& argv, int in, int out, int err) {
   sys::CStrings args(argv);
   sys::CStrings env({"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"});
-  sys::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!null) throw_syscall("open", errno, "/dev/null");
-  const int src[3] = {in >= 0 ? in : null.get(), out >= 0 ? out : null.get(), err >= 0 ? err : null.get()};
-  pid_t pid = ::fork();
-  if (pid < 0) throw_syscall("fork", errno, "runsc");
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    // Lift the sources above 2 first, so that placing one cannot clobber another.
-    int high[3];
-    for (int i = 0; i < 3; ++i)
-      if ((high[i] = ::fcntl(src[i], F_DUPFD, 10)) < 0) ::_exit(126);
-    for (int i = 0; i < 3; ++i)
-      if (::dup2(high[i], i) < 0) ::_exit(126);
-    ::syscall(SYS_close_range, 3u, ~0u, 0u);
-    ::execve(args.ptrs[0], args.ptrs.data(), env.ptrs.data());
-    ::_exit(127);
-  }
-  return pid;
+  sys::SpawnSpec spec{args.ptrs[0], args.ptrs.data(), env.ptrs.data(), {in, out, err}, 3};
+  spec.report = false;  // a runsc that cannot start is an exit code, like any other failure
+  spec.who = "runsc";
+  return sys::spawn(spec);
 }
-
-// Waits up to `timeout` for `pid`; its wait status, or nullopt (still running) at the deadline.
-std::optional<int> wait_for(pid_t pid, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  sys::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0 && errno != EINTR) throw_syscall("waitpid", errno, "runsc");
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) return std::nullopt;
-    if (pidfd) {
-      pollfd p{pidfd.get(), POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(left.count()));
-    } else {
-      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(left, 2ms));
-    }
-  }
-}
-
-void kill_and_reap(pid_t pid) noexcept {
-  ::kill(-pid, SIGKILL);
-  ::kill(pid, SIGKILL);
-  int status;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-}
-
-int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 std::string trim(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -97,7 +46,7 @@ Outcome run_collect(const std::vector<std::string>& argv, std::chrono::milliseco
   int p[2];
   sys::check(::pipe2(p, O_CLOEXEC), "pipe2");
   sys::UniqueFd rd(p[0]), wr(p[1]);
-  pid_t pid = spawn(argv, -1, wr.get(), wr.get());
+  sys::Child child = spawn(argv, -1, wr.get(), wr.get());
   wr.reset();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string output;
@@ -108,7 +57,7 @@ Outcome run_collect(const std::vector<std::string>& argv, std::chrono::milliseco
     int rc = left > 0ms ? ::poll(&pfd, 1, static_cast<int>(left.count())) : 0;
     if (rc < 0 && errno == EINTR) continue;
     if (rc <= 0) {
-      kill_and_reap(pid);
+      child.kill();
       throw Error(errc::unavailable, argv.size() > 1 ? "runsc " + argv.back() + ": timed out" : "runsc: timed out");
     }
     ssize_t n = ::read(rd.get(), buf, sizeof buf);
@@ -116,14 +65,10 @@ Outcome run_collect(const std::vector<std::string>& argv, std::chrono::milliseco
     if (n <= 0) break;
     if (output.size() < (1u << 20)) output.append(buf, static_cast<std::size_t>(n));
   }
-  auto status = wait_for(pid, std::max<std::chrono::milliseconds>(
-                                  1ms, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           deadline - std::chrono::steady_clock::now())));
-  if (!status) {
-    kill_and_reap(pid);
-    throw Error(errc::unavailable, "runsc: timed out");
-  }
-  return {exit_code(*status), std::move(output)};
+  auto status = child.wait_for(std::max<std::chrono::milliseconds>(
+      1ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())));
+  if (!status) throw Error(errc::unavailable, "runsc: timed out");  // child's destructor kills it
+  return {sys::exit_code(*status), std::move(output)};
 }
 
 // Whatever is waiting in the pipe behind `fd` (non-blocking), for an error message.
@@ -158,11 +103,12 @@ Cli::Started Cli::run_detached(const std::string& id, const fs::path& bundle, in
   // The writer blocks when the pipe is full (gVisor waits on it); only the reader polls.
   ::fcntl(wr.get(), F_SETFL, 0);
   auto argv = command({"run", "--detach", "--bundle=" + bundle.string(), "--pid-file=" + pid_file.string(), id});
-  pid_t pid = spawn(argv, stdio_fd, wr.get(), wr.get());
+  sys::Child child = spawn(argv, stdio_fd, wr.get(), wr.get());
   wr.reset();
-  auto status = wait_for(pid, timeout);
+  auto status = child.wait_for(timeout);
   if (!status) {
-    kill_and_reap(pid);
+    child.kill();
+    child.wait();
     try {
       remove(id);
     } catch (...) {
@@ -170,8 +116,8 @@ Cli::Started Cli::run_detached(const std::string& id, const fs::path& bundle, in
     throw Error(errc::unavailable, "runsc run " + id + ": the container did not start within " +
                                        std::to_string(timeout.count()) + " ms (platform " + options_.platform + ")");
   }
-  if (exit_code(*status) != 0)
-    throw Error(errc::unavailable, "runsc run " + id + " failed (exit " + std::to_string(exit_code(*status)) +
+  if (sys::exit_code(*status) != 0)
+    throw Error(errc::unavailable, "runsc run " + id + " failed (exit " + std::to_string(sys::exit_code(*status)) +
                                        "): " + drain(rd.get()));
   pid_t sandbox = -1;
   std::ifstream in(pid_file);

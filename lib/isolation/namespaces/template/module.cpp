@@ -4,15 +4,14 @@
 // numpy and pandas loaded (lib/isolation/namespaces/template.cpp starts it). For each new
 // session it forks; the fork calls enter() to join the session's cgroup and namespaces,
 // forks once more (the pid namespace only applies to children), and the grandchild calls
-// finish() to end up exactly as walled in as the session's agent: same uid, no
-// capabilities, no_new_privs, rlimits, the same seccomp filters (the same code in
-// ../capabilities.cpp, ../rlimits.cpp and ../seccomp.cpp). Then it serves as the
-// session's Python kernel, its pages shared copy-on-write with the template.
+// finish() to take on the session's confinement (../confinement.cpp, applied by
+// sys::confine() as in the agent's clone child), as code rather than as the agent. Then it
+// serves as the session's Python kernel, its pages shared copy-on-write with the template.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <fcntl.h>
-#include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -26,11 +25,16 @@
 #include <vector>
 
 #include "isolation/namespaces/namespaces.hpp"
+#include "sys/spawn.hpp"
 
 namespace {
 namespace ns = sandbox::isolation::ns;
+namespace sys = sandbox::sys;
 
-int cap_last = 40;
+// enter()'s pidfds, inherited by the grandchild: of the fork it is born of (gone once it is
+// ours) and of the template (its parent from then on, whose death is its death).
+int fork_pidfd = -1;
+int template_pidfd = -1;
 
 // Raises OSError(errno, "<step>: <strerror>") for the step that failed.
 PyObject* raise_step(const char* step) {
@@ -59,9 +63,7 @@ bool int_list(PyObject* seq, std::vector<long long>& out, const char* what) {
 // child compiles them), and the template made the reaper of the kernels it forks.
 PyObject* prepare(PyObject*, PyObject*) {
   try {
-    (void)ns::seccomp::filter();
-    (void)ns::seccomp::personality_filter();
-    cap_last = ns::capabilities::last_cap();
+    (void)ns::confinement({}, false);
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
@@ -117,9 +119,9 @@ PyObject* enter(PyObject*, PyObject* args) {
     }
   }
   Py_DECREF(dirs);
-  // Host root's supplementary groups would show inside as the overflow gid; the session's
-  // user namespace denies setgroups, so they go now.
-  if (::setgroups(0, nullptr) != 0) return raise_step("setgroups");
+  fork_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  template_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, ::getppid(), 0));
+  if (fork_pidfd < 0 || template_pidfd < 0) return raise_step("pidfd_open");
   for (std::size_t i = 0; i < ns_count; ++i) {
     if (::setns(static_cast<int>(fds[i]), ns_order[i].type) != 0)
       return raise_step((std::string("setns ") + ns_order[i].name).c_str());
@@ -138,14 +140,12 @@ PyObject* enter(PyObject*, PyObject* args) {
   ::_exit(121);
 }
 
-// finish(kernel_fds, rlimits, uid, gid, workspace): in the grandchild, inside the session's
-// pid namespace. kernel_fds are [stdout, stderr, requests, replies] and become fds 1-4 (fd 0
-// is /dev/null), as an agent-started kernel has them; every other fd is closed.
+// finish(kernel_fds, rlimits): in the grandchild, inside the session's pid namespace.
+// kernel_fds are [stdout, stderr, requests, replies] and become fds 1-4 (fd 0 is /dev/null),
+// as an agent-started kernel has them; every other fd is closed.
 PyObject* finish(PyObject*, PyObject* args) {
   PyObject *fds_obj, *limits_obj;
-  unsigned int uid, gid;
-  const char* workspace;
-  if (!PyArg_ParseTuple(args, "OOIIs", &fds_obj, &limits_obj, &uid, &gid, &workspace)) return nullptr;
+  if (!PyArg_ParseTuple(args, "OO", &fds_obj, &limits_obj)) return nullptr;
   std::vector<long long> fds, flat;
   if (!int_list(fds_obj, fds, "kernel_fds must be a sequence of ints")) return nullptr;
   if (fds.size() != 4) {
@@ -166,32 +166,33 @@ PyObject* finish(PyObject*, PyObject* args) {
     rlimits.push_back({static_cast<int>(flat[0]), static_cast<std::uint64_t>(flat[1])});
   }
   Py_DECREF(limits);
+  sys::Confinement walls;
+  try {
+    walls = ns::confinement(rlimits, /*agent=*/false);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
 
   // From here on a failure ends the process (die), reported on the kernel's stderr.
   int err_fd = static_cast<int>(fds[1]);
-  int high[4];
-  for (int i = 0; i < 4; ++i)
-    if ((high[i] = ::fcntl(static_cast<int>(fds[static_cast<std::size_t>(i)]), F_DUPFD, 10)) < 0)
-      die(err_fd, "placing the kernel's fds");
-  int null = ::open("/dev/null", O_RDWR);
-  if (null < 0 || ::dup2(null, 0) < 0) die(err_fd, "/dev/null");
-  for (int i = 0; i < 4; ++i)
-    if (::dup2(high[i], i + 1) < 0) die(err_fd, "placing the kernel's fds");
+  // The death signal must name the template, not the fork we came from: wait until that
+  // fork has exited (we are the template's child then).
+  pollfd p{fork_pidfd, POLLIN, 0};
+  while (::poll(&p, 1, -1) < 0)
+    if (errno != EINTR) die(err_fd, "waiting to be the template's child");
+  ::close(fork_pidfd);
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) die(err_fd, "/dev/null");
+  int map[5] = {null};
+  for (int i = 0; i < 4; ++i) map[i + 1] = static_cast<int>(fds[static_cast<std::size_t>(i)]);
+  if (!sys::place_fds(map, 5, &template_pidfd)) die(err_fd, "placing the kernel's fds");
   err_fd = 2;
-  if (::syscall(SYS_close_range, 5u, ~0u, 0u) != 0) die(err_fd, "close_range");
-  if (::setsid() < 0) die(err_fd, "setsid");
-  if (::setresgid(gid, gid, gid) != 0) die(err_fd, "setresgid");
-  if (::setresuid(uid, uid, uid) != 0) die(err_fd, "setresuid");
-  // A uid change made us non-dumpable, which would leave /proc/<pid> to root: the agent
-  // (the same unprivileged uid) could not list or signal us as one of its own.
-  if (::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) die(err_fd, "PR_SET_DUMPABLE");
-  if (!ns::rlimits::apply(rlimits)) die(err_fd, "rlimits");
-  if (!ns::capabilities::drop(cap_last)) die(err_fd, "drop capabilities");
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(err_fd, "no_new_privs");
-  if (::chdir(workspace) != 0) die(err_fd, "chdir");
-  // Seccomp last, as for the agent.
-  if (!ns::seccomp::load(ns::seccomp::personality_filter())) die(err_fd, "seccomp (personality)");
-  if (!ns::seccomp::load(ns::seccomp::filter())) die(err_fd, "seccomp");
+  walls.parent_fd = template_pidfd;  // readable once the template has exited
+  walls.parent_gone = POLLIN;
+  sys::ConfineStep failed{};
+  if (!sys::confine(walls, &failed)) die(err_fd, sys::confine_step_name(failed));
+  ::close(template_pidfd);
   Py_RETURN_NONE;
 }
 
@@ -199,7 +200,7 @@ PyMethodDef methods[] = {
     {"prepare", prepare, METH_NOARGS, "Compile the seccomp filters and become the kernels' reaper."},
     {"enter", enter, METH_VARARGS, "enter(cgroup_dirs, ns_fds): join a session's cgroup and namespaces."},
     {"finish", finish, METH_VARARGS,
-     "finish(kernel_fds, rlimits, uid, gid, workspace): become the session's contained kernel."},
+     "finish(kernel_fds, rlimits): become the session's contained kernel."},
     {nullptr, nullptr, 0, nullptr},
 };
 
