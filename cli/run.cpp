@@ -36,23 +36,6 @@ std::string read_all(std::istream& in) {
   return ss.str();
 }
 
-std::string decode_base64(std::string_view in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    auto pos = chars.find(c);
-    if (pos == std::string::npos) continue;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xff));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 int run_main(int argc, char** argv) {
@@ -119,7 +102,7 @@ int run_main(int argc, char** argv) {
     std::filesystem::create_directories(save_images);
     for (std::size_t i = 0; i < r.images.size(); ++i) {
       std::ofstream out(std::filesystem::path(save_images) / fmt::format("image-{}.png", i + 1), std::ios::binary);
-      out << decode_base64(r.images[i].data);
+      out << r.images[i].data;
     }
   }
   if (json) {
@@ -132,7 +115,7 @@ int run_main(int argc, char** argv) {
       fmt::print(stderr, "{}{}: {}\n", r.error->traceback, r.error->name, r.error->value);
     if (r.result) fmt::print("{}\n", *r.result);
     for (std::size_t i = 0; i < r.images.size(); ++i)
-      fmt::print(stderr, "[image {}: {}, {} bytes base64]\n", i + 1, r.images[i].mime, r.images[i].data.size());
+      fmt::print(stderr, "[image {}: {}, {} bytes]\n", i + 1, r.images[i].mime, r.images[i].data.size());
     if (r.status != Status::finished) {
       fmt::print(stderr, "[{}{}{}]\n", to_string(r.status),
                  r.exit_code ? fmt::format(", exit code {}", *r.exit_code) : "",
@@ -152,15 +135,14 @@ int doctor_main(int argc, char** argv) {
   }
   std::string chosen;
   try {
-    chosen = std::string(isolation::make_backend("")->name());
+    chosen = isolation::default_backend();
   } catch (const Error& e) {
     chosen = std::string("none: ") + e.message();
   }
-  for (const auto& name : isolation::backend_names()) {
-    auto b = isolation::make_backend_unchecked(name);
-    auto s = b->probe();
-    fmt::print("{:<11} {:<13} {}\n", name, s.available ? "available" : "unavailable", s.reason);
-    auto c = b->containment();
+  for (const auto& b : isolation::describe_backends()) {
+    const auto& s = b.support;
+    fmt::print("{:<11} {:<13} {}\n", b.name, s.available ? "available" : "unavailable", s.reason);
+    const auto& c = b.containment;
     for (const auto& x : c.contains) fmt::print("              contains: {}\n", x);
     for (const auto& x : c.does_not_contain) fmt::print("              does NOT contain: {}\n", x);
   }

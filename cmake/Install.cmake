@@ -4,28 +4,41 @@ include(CMakePackageConfigHelpers)
 
 set(SANDBOX_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/sandbox")
 
-install(TARGETS sandbox EXPORT sandbox-targets
+# Every library whose header is installed is exported: sandbox.hpp & co. (sandbox::sandbox),
+# placement.hpp (sandbox::placement) and server.hpp (sandbox::server).
+set(SANDBOX_EXPORTED_TARGETS sandbox sandbox_placement)
+if(TARGET sandbox_server)
+  list(APPEND SANDBOX_EXPORTED_TARGETS sandbox_server)
+endif()
+install(TARGETS ${SANDBOX_EXPORTED_TARGETS} EXPORT sandbox-targets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sandbox
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  FILES_MATCHING PATTERN "*.hpp")
+  FILES_MATCHING PATTERN "*.hpp" PATTERN "server.hpp" EXCLUDE)
+if(TARGET sandbox_server)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/sandbox/server.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sandbox)
+endif()
 install(EXPORT sandbox-targets
   NAMESPACE sandbox::
   FILE sandbox-targets.cmake
   DESTINATION ${SANDBOX_CMAKE_DIR})
 
-# A static libsandbox carries its private dependencies to the consumer's link line, so the
-# config must find them too; a shared one needs only its public dependency (Threads).
+# Static archives carry their private dependencies to the consumer's link line, so the
+# config and the .pc name them too; shared libraries need only their public ones.
 get_target_property(SANDBOX_LIBRARY_TYPE sandbox TYPE)
 if(SANDBOX_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
   set(SANDBOX_STATIC ON)
   set(SANDBOX_PC_PRIVATE_REQUIRES "fmt libseccomp libcrypto")
+  set(SANDBOX_PC_PRIVATE_LIBS "${CMAKE_DL_LIBS}")
+  list(TRANSFORM SANDBOX_PC_PRIVATE_LIBS PREPEND "-l")
+  string(JOIN " " SANDBOX_PC_PRIVATE_LIBS ${SANDBOX_PC_PRIVATE_LIBS})
 else()
   set(SANDBOX_STATIC OFF)
   set(SANDBOX_PC_PRIVATE_REQUIRES "")
+  set(SANDBOX_PC_PRIVATE_LIBS "")
 endif()
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/sandbox-config.cmake.in

@@ -1,6 +1,7 @@
 #include "execution_impl.hpp"
 
 #include "session_impl.hpp"
+#include "sys/base64.hpp"
 
 namespace sandbox {
 
@@ -117,7 +118,7 @@ bool ExecutionImpl::wait_change(std::uint64_t stdout_size, std::uint64_t stderr_
   });
 }
 
-std::uint64_t ExecutionImpl::subscribe(std::function<void()> fn) {
+std::uint64_t ExecutionImpl::add_subscriber(std::function<void()> fn) {
   std::unique_lock lock(mutex_);
   if (done_) {
     lock.unlock();
@@ -129,7 +130,7 @@ std::uint64_t ExecutionImpl::subscribe(std::function<void()> fn) {
   return token;
 }
 
-void ExecutionImpl::unsubscribe(std::uint64_t token) {
+void ExecutionImpl::remove_subscriber(std::uint64_t token) noexcept {
   std::lock_guard lock(mutex_);
   subscribers_.erase(token);
 }
@@ -181,8 +182,15 @@ void ExecutionImpl::on_done(agent::Done&& d, const std::function<void(Result&)>&
   // An image cut short is no image: one over its cap is dropped, and so is every image
   // once the execution's total would pass its cap.
   std::uint64_t total = 0;
-  std::size_t dropped_big = 0, dropped_total = 0;
+  std::size_t dropped_big = 0, dropped_total = 0, dropped_bad = 0;
   for (auto& img : d.images) {
+    // Base64 ends here, at the kernel's edge: the library holds an image's bytes.
+    try {
+      img.data = sys::base64_decode(img.data);
+    } catch (const Error&) {
+      ++dropped_bad;
+      continue;
+    }
     std::uint64_t size = img.data.size() + img.mime.size();
     if (size > image_cap_) {
       ++dropped_big;
@@ -195,6 +203,7 @@ void ExecutionImpl::on_done(agent::Done&& d, const std::function<void(Result&)>&
   }
   if (dropped_big)
     notes.push_back(std::to_string(dropped_big) + " image(s) dropped: each over " + std::to_string(image_cap_) + " bytes");
+  if (dropped_bad) notes.push_back(std::to_string(dropped_bad) + " image(s) dropped: not base64");
   if (dropped_total)
     notes.push_back(std::to_string(dropped_total) + " image(s) dropped: the execution's images passed " +
                     std::to_string(images_cap_) + " bytes");

@@ -28,8 +28,6 @@ class ExecutionImpl final : public Execution {
   bool wait_for(std::chrono::milliseconds d) override;
   bool wait_change(std::uint64_t stdout_size, std::uint64_t stderr_size,
                    std::chrono::milliseconds d) override;
-  std::uint64_t subscribe(std::function<void()> fn) override;
-  void unsubscribe(std::uint64_t token) override;
   void cancel() override;
 
   // Called by the session on the I/O thread.
@@ -47,6 +45,10 @@ class ExecutionImpl final : public Execution {
   // Kept until the execution ends, let go before anyone can see it ended (a tenant's
   // execution count). Set before the execution can end.
   void hold_until_done(std::shared_ptr<void> hold) { hold_ = std::move(hold); }
+
+ protected:
+  std::uint64_t add_subscriber(std::function<void()> fn) override;
+  void remove_subscriber(std::uint64_t token) noexcept override;
 
  private:
   void publish(std::unique_lock<std::mutex>& lock);

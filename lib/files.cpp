@@ -123,11 +123,11 @@ std::pair<std::string, std::string> split_parent(std::string_view name) {
   return {std::string(name.substr(0, slash)), std::string(name.substr(slash + 1))};
 }
 
-const char* type_of(mode_t mode) {
-  if (S_ISREG(mode)) return "file";
-  if (S_ISDIR(mode)) return "directory";
-  if (S_ISLNK(mode)) return "symlink";
-  return "other";
+FileType type_of(mode_t mode) {
+  if (S_ISREG(mode)) return FileType::file;
+  if (S_ISDIR(mode)) return FileType::directory;
+  if (S_ISLNK(mode)) return FileType::symlink;
+  return FileType::other;
 }
 
 FileInfo info_of(std::string name, const struct stat& st) {
@@ -437,6 +437,16 @@ std::unique_ptr<Files> make_workspace_files(std::filesystem::path workspace,
                                             std::uint64_t upload_limit,
                                             std::optional<std::pair<uid_t, gid_t>> owner) {
   return std::make_unique<WorkspaceFiles>(std::move(workspace), upload_limit, owner);
+}
+
+std::string_view to_string(FileType t) noexcept {
+  switch (t) {
+    case FileType::file: return "file";
+    case FileType::directory: return "directory";
+    case FileType::symlink: return "symlink";
+    case FileType::other: return "other";
+  }
+  return "other";
 }
 
 }  // namespace sandbox

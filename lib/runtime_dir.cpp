@@ -1,3 +1,4 @@
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -25,6 +26,11 @@ std::filesystem::path find_runtime_dir(const std::filesystem::path& configured) 
     candidates.push_back(exe.parent_path().parent_path() / "libexec" / "sandbox");
     candidates.push_back(exe.parent_path() / "libexec" / "sandbox");
   }
+  // Beside the shared library itself (<libdir>/../libexec/sandbox): a consumer's program
+  // lives anywhere, and an installed prefix may have been moved.
+  Dl_info self{};
+  if (::dladdr(reinterpret_cast<void*>(&find_runtime_dir), &self) && self.dli_fname && exe != self.dli_fname)
+    candidates.push_back(fs::path(self.dli_fname).parent_path() / SANDBOX_LIB_TO_RUNTIME);
   candidates.emplace_back(SANDBOX_INSTALL_RUNTIME_DIR);
   candidates.emplace_back(SANDBOX_BUILD_RUNTIME_DIR);
   for (const auto& c : candidates) {

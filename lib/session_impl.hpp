@@ -13,7 +13,7 @@
 
 #include "agent/channel.hpp"
 #include "execution_impl.hpp"
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 #include "sandbox/session.hpp"
 
 namespace sandbox {

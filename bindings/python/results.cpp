@@ -44,9 +44,6 @@ std::string repr(const Result& r) {
   return out;
 }
 
-py::bytes decode_base64(const std::string& b64) {
-  return py::module_::import("binascii").attr("a2b_base64")(py::bytes(b64));
-}
 
 }  // namespace
 
@@ -82,16 +79,22 @@ void bind_results(py::module_& m) {
   py::class_<Image>(m, "Image", "A figure the code produced (matplotlib, like a notebook).")
       .def_readonly("mime", &Image::mime, R"doc(The media type, "image/png".)doc")
       .def_property_readonly(
-          "data", [](const Image& i) { return decode_base64(i.data); },
-          "The image's bytes (decoded; a PNG starts with b'\\x89PNG').")
-      .def_readonly("data_base64", &Image::data, "The image's bytes as base64 text, as on the wire.")
+          "data", [](const Image& i) { return py::bytes(i.data); },
+          "The image's bytes (a PNG starts with b'\\x89PNG').")
+      .def_property_readonly(
+          "data_base64",
+          [](const Image& i) {
+            return py::module_::import("binascii").attr("b2a_base64")(py::bytes(i.data), py::arg("newline") = false)
+                .attr("decode")("ascii");
+          },
+          "The image's bytes as base64 text, as on the wire.")
       .def("_repr_png_",
            [](const Image& i) -> py::object {
-             return i.mime == "image/png" ? py::object(decode_base64(i.data)) : py::none();
+             return i.mime == "image/png" ? py::object(py::bytes(i.data)) : py::none();
            })
       .def("__repr__", [](const Image& i) {
         return "Image(mime=" + std::string(py::repr(py::str(i.mime))) + ", " +
-               std::to_string(i.data.size() / 4 * 3) + " bytes)";
+               std::to_string(i.data.size()) + " bytes)";
       });
 
   py::class_<ErrorInfo>(m, "ErrorInfo", "The exception that ended a Failed execution.")

@@ -380,10 +380,11 @@ void bind_sessions(py::module_& m) {
                              R"doc(Path relative to the workspace ("data/a.csv").)doc")
       .def_readonly("size", &FileInfo::size, "Size in bytes.")
       .def_readonly("modified", &FileInfo::modified, "Modification time, seconds since the epoch.")
-      .def_readonly("type", &FileInfo::type, R"doc("file", "directory", "symlink" or "other".)doc")
+      .def_property_readonly("type", [](const FileInfo& f) { return std::string(to_string(f.type)); },
+                             R"doc("file", "directory", "symlink" or "other".)doc")
       .def("__repr__", [](const FileInfo& f) {
         return "FileInfo(name=" + std::string(py::repr(name_text(f.name))) + ", size=" +
-               std::to_string(f.size) + ", type='" + f.type + "')";
+               std::to_string(f.size) + ", type='" + std::string(to_string(f.type)) + "')";
       });
 
   py::class_<PyFiles>(m, "Files", R"doc(A session's workspace (the code's current directory), seen from the host.
@@ -454,13 +455,14 @@ the upload or disk limit, InvalidArgumentError for a bad name.)doc")
                              "The command name (comm).")
       .def_property_readonly("cmdline", [](const ProcessInfo& p) { return text(p.cmdline); },
                              "Arguments joined by spaces.")
-      .def_readonly("state", &ProcessInfo::state, R"doc("R", "S", "Z", ...)doc")
+      .def_property_readonly("state", [](const ProcessInfo& p) { return std::string(to_string(p.state)); },
+                             R"doc("R", "S", "Z", ...)doc")
       .def_readonly("rss", &ProcessInfo::rss_bytes, "Resident memory in bytes.")
       .def_readonly("cpu_time_ms", &ProcessInfo::cpu_time_ms, "CPU time used, milliseconds.")
       .def_readonly("start_time", &ProcessInfo::start_time, "Start time, seconds since the epoch.")
       .def("__repr__", [](const ProcessInfo& p) {
         return "Process(pid=" + std::to_string(p.pid) + ", name=" + std::string(py::repr(text(p.name))) +
-               ", state='" + p.state + "')";
+               ", state='" + std::string(to_string(p.state)) + "')";
       });
 
   // ---- executions -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class CMakeBuild(build_ext):
             "-DSANDBOX_BUILD_BENCH=OFF",
             "-DSANDBOX_BUILD_SERVER=OFF",
             "-DSANDBOX_INSTALL=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",  # the wheel carries libsandbox inside its module
         ]
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]

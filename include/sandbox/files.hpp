@@ -20,11 +20,14 @@
 
 namespace sandbox {
 
+enum class FileType { file, directory, symlink, other };
+std::string_view to_string(FileType) noexcept;  // "file", "directory", "symlink", "other"
+
 struct FileInfo {
   std::string name;            // relative to the workspace root
   std::uint64_t size = 0;
   std::int64_t modified = 0;   // seconds since the epoch
-  std::string type;            // "file", "directory", "symlink", "other"
+  FileType type = FileType::other;
 };
 
 struct UploadOptions {

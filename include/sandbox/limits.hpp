@@ -24,7 +24,7 @@ struct Limits {
   // Caps the host applies to what an execution returns besides its streams (0 = the
   // default, tied to output_bytes); over a cap: cut or dropped, truncated and a note.
   std::uint64_t result_bytes = 0;              // the last expression's value; 0 = output_bytes
-  std::uint64_t image_bytes = 0;               // one image, base64; 0 = 4 x output_bytes
+  std::uint64_t image_bytes = 0;               // one image, in bytes; 0 = 4 x output_bytes
   std::uint64_t images_bytes = 0;              // all images of one execution; 0 = 8 x output_bytes
   std::uint64_t history_bytes = 0;             // past executions a session keeps; 0 = 16 x output_bytes
 

@@ -106,7 +106,8 @@ class Sandbox {
 };
 
 // Where the agent and kernels live: the option, $SANDBOX_RUNTIME_DIR, <exe>/../libexec/sandbox,
-// the install prefix, or the build tree. Throws unavailable if none holds sandbox-agent.
+// beside the installed libsandbox.so (<libdir>/../libexec/sandbox), the install prefix, or
+// the build tree. Throws unavailable if none holds sandbox-agent.
 std::filesystem::path find_runtime_dir(const std::filesystem::path& configured = {});
 
 }  // namespace sandbox

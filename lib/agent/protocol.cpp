@@ -176,7 +176,7 @@ std::vector<ProcessInfo> decode_processes(std::string_view reply) {
     info.ppid = static_cast<int>(opt_int(p, "ppid", 0, max_pid).value_or(0));
     info.name = string_or(p, "name");
     info.cmdline = string_or(p, "cmdline");
-    info.state = string_or(p, "state");
+    info.state = parse_process_state(string_or(p, "state"));
     info.rss_bytes = opt_count(p, "rss_bytes").value_or(0);
     info.cpu_time_ms = opt_count(p, "cpu_time_ms").value_or(0);
     info.start_time = opt_int(p, "start_time", std::numeric_limits<std::int64_t>::min(),

@@ -66,4 +66,19 @@ std::vector<std::string> agent_environment(const std::string& workspace_inside) 
           "TERM=dumb"};
 }
 
+std::optional<BackendInfo> describe_backend(std::string_view name) {
+  auto b = make_backend_unchecked(name);
+  if (!b) return std::nullopt;
+  return BackendInfo{std::string(b->name()), b->probe(), b->containment()};
+}
+
+std::vector<BackendInfo> describe_backends() {
+  std::vector<BackendInfo> out;
+  for (const auto& n : backend_names())
+    if (auto b = describe_backend(n)) out.push_back(std::move(*b));
+  return out;
+}
+
+std::string default_backend() { return std::string(make_backend("")->name()); }
+
 }  // namespace sandbox::isolation

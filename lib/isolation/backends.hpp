@@ -1,12 +1,117 @@
-// The backends this build carries; isolation/backend.cpp picks among them.
+// How the library starts a session's agent inside a backend's isolation (internal).
+//
+// A backend starts the agent (the session's first process, see docs/agent.md) inside its
+// isolation and hands back an Instance: the host end of the agent's control socket plus
+// the means to account for and tear down everything the session started. Backends differ
+// only in how they start the agent; everything else speaks the one agent protocol. Users
+// choose among them by name (include/sandbox/isolation.hpp); none is implemented outside.
+//
+//   auto backend = sandbox::isolation::make_backend("");   // the strongest this host has
+//   auto instance = backend->launch(spec);                  // agent running, fd ready
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "sandbox/isolation.hpp"
+#include "sandbox/limits.hpp"
 
 namespace sandbox::isolation {
 
+struct LaunchSpec {
+  std::string session_id;
+  std::filesystem::path session_dir;  // host dir owned by this session (state, bundles)
+  std::filesystem::path workspace;    // host dir, read-write inside (at /workspace if moved)
+  std::filesystem::path runtime_dir;  // sandbox-agent, kernel.py, kernel.js, node_modules
+  Interpreters interpreters;
+  Limits limits;
+  std::vector<std::string> preload;   // python modules the kernel imports while warming
+  // Start the Python kernel with the agent. Backends with a template process (namespaces)
+  // fork it from there, sharing the imported modules' pages across sessions.
+  bool python_kernel = false;
+};
+
+// Resource usage of the whole session, where the backend can measure it (cgroups).
+struct Usage {
+  std::optional<std::uint64_t> memory_peak_bytes;
+  std::optional<std::uint64_t> cpu_time_us;
+  std::optional<std::uint64_t> oom_kills;     // count since the session started
+  std::optional<std::uint64_t> pids_denied;   // forks refused by the pids limit
+};
+
+// A running agent. Destroying it kills every process of the session and undoes every
+// mount, cgroup and file the backend made outside the session directory.
+class Instance {
+ public:
+  virtual ~Instance() = default;
+  Instance() = default;
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
+  // Host end of the control socket (SOCK_STREAM); the agent speaks lib/agent/protocol.hpp.
+  virtual int control_fd() const = 0;
+  // Host pid of the agent (or of the runtime process that holds it).
+  virtual pid_t host_pid() const = 0;
+  // Where the workspace appears to code inside ("/workspace" or the host path).
+  virtual std::string workspace_inside() const = 0;
+  // The owner the host gives files it writes into the workspace, if not its own.
+  virtual std::optional<std::pair<uid_t, gid_t>> file_owner() const { return std::nullopt; }
+  virtual Usage usage() const { return {}; }
+  // Kills every process of the session now; idempotent and safe from any thread.
+  virtual void terminate() = 0;
+  // Another Python kernel forked from the backend's template into this session, for an
+  // agent whose first one died: the agent's ends of its four pipes (stdout, stderr,
+  // requests, replies), owned by the caller. Empty where the backend has no template.
+  virtual std::vector<int> fork_python_kernel() { return {}; }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  virtual Support probe() const = 0;
+  virtual Containment containment() const = 0;
+  // Starts the agent; throws sandbox::Error (unavailable, resource_exhausted, internal)
+  // naming the step that failed.
+  virtual std::unique_ptr<Instance> launch(const LaunchSpec& spec) = 0;
+  // Removes what a crashed earlier run left under `state_dir` (containers, cgroups, mounts).
+  virtual void recover(const std::filesystem::path& state_dir) { (void)state_dir; }
+  // Bounds the memory and processes of every session this backend starts, together (a
+  // parent cgroup of them all). Backends without one ignore it; containment() says so.
+  virtual void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) {
+    (void)memory_bytes;
+    (void)processes;
+  }
+};
+
+// The named backend; "" or "auto" picks the strongest whose probe() is available.
+// Throws invalid_argument for an unknown name, unavailable if it cannot run here.
+std::unique_ptr<Backend> make_backend(std::string_view name);
+
+// The named backend whether or not it can run here (for `doctor`); null if unknown.
+std::unique_ptr<Backend> make_backend_unchecked(std::string_view name);
+
+// The argv that starts the agent: `agent --control-fd FD --workspace DIR ...`, with the
+// paths the agent will see. Every backend uses this, so the agent has one command line.
+std::vector<std::string> agent_argv(const std::filesystem::path& agent,
+                                    int control_fd,
+                                    const std::string& workspace_inside,
+                                    const std::filesystem::path& runtime_inside,
+                                    const LaunchSpec& spec);
+
+// Environment every backend gives the agent: a fixed allow-list, nothing from the server.
+std::vector<std::string> agent_environment(const std::string& workspace_inside);
+
+// The backends this build carries; isolation/backend.cpp picks among them.
 std::unique_ptr<Backend> make_rlimit_backend();
 std::unique_ptr<Backend> make_namespaces_backend();
 std::unique_ptr<Backend> make_runsc_backend();

@@ -173,17 +173,6 @@ std::shared_ptr<Execution> execution_for(Exchange& x, const Session& s) {
   return ex;
 }
 
-// Unsubscribes on scope exit, so no callback outlives the request.
-struct Subscription {
-  Subscription(std::shared_ptr<Execution> e, std::function<void()> fn)
-      : ex(std::move(e)), token(ex->subscribe(std::move(fn))) {}
-  ~Subscription() { ex->unsubscribe(token); }
-  Subscription(const Subscription&) = delete;
-  Subscription& operator=(const Subscription&) = delete;
-  std::shared_ptr<Execution> ex;
-  std::uint64_t token;
-};
-
 // ---- routes ------------------------------------------------------------------------
 
 asio::awaitable<void> healthz(Shared& sh, Exchange& x) {
@@ -297,7 +286,7 @@ asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
 asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>& ex,
                                    Clock::time_point deadline) {
   if (ex->done()) co_return;
-  Subscription sub(ex, x.signal().notifier());
+  auto sub = ex->subscribe(x.signal().notifier());  // no callback outlives the request
   while (!ex->done() && !x.stopping() && Clock::now() < deadline)
     co_await x.signal().wait_until(deadline);
 }
@@ -307,7 +296,7 @@ asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>
 asio::awaitable<void> wait_for_change(Exchange& x, const std::shared_ptr<Execution>& ex,
                                       Clock::time_point deadline) {
   if (ex->done()) co_return;
-  Subscription sub(ex, x.signal().notifier());
+  auto sub = ex->subscribe(x.signal().notifier());  // no callback outlives the request
   const Result before = ex->snapshot({0, 0});
   while (!ex->done() && !x.stopping() && Clock::now() < deadline) {
     co_await x.signal().wait_until(deadline);
@@ -342,7 +331,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
   res.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
   co_await x.reply_header(res);
   if (x.head()) co_return;
-  Subscription sub(ex, x.signal().notifier());
+  auto sub = ex->subscribe(x.signal().notifier());  // no callback outlives the request
   // What this connection holds at a time is bounded by output_budget: each event carries at
   // most a budget's worth of text, and the next is made only once the client took the last
   // (write() drops a client that takes nothing for write_timeout).
@@ -425,7 +414,7 @@ asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
   std::string body = dump(json{{"name", info.name},
                                {"size", info.size},
                                {"modified", info.modified},
-                               {"type", info.type}});
+                               {"type", to_string(info.type)}});
   co_await x.reply(200, std::move(body));
 }
 
@@ -435,7 +424,7 @@ asio::awaitable<void> files_list(Shared& sh, Exchange& x) {
   auto files = co_await offload(sh.pool, work);
   json list = json::array();
   for (auto& f : files)
-    list.push_back({{"name", f.name}, {"size", f.size}, {"modified", f.modified}, {"type", f.type}});
+    list.push_back({{"name", f.name}, {"size", f.size}, {"modified", f.modified}, {"type", to_string(f.type)}});
   std::string body = dump(json{{"files", std::move(list)}});
   co_await x.reply(200, std::move(body));
 }
@@ -493,7 +482,7 @@ asio::awaitable<void> processes(Shared& sh, Exchange& x) {
                     {"ppid", p.ppid},
                     {"name", p.name},
                     {"cmdline", p.cmdline},
-                    {"state", p.state},
+                    {"state", to_string(p.state)},
                     {"rss", p.rss_bytes},
                     {"cpu_time_ms", p.cpu_time_ms},
                     {"start_time", p.start_time}});

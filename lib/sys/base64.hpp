@@ -2,6 +2,8 @@
 //
 //   sys::base64_encode("hi") == "aGk=";
 //   sys::base64_decode("aGk") == "hi";   // padding optional, whitespace skipped
+// Images travel as bytes inside the library; base64 exists only at the JSON edges (the
+// kernels' DONE frame, sandbox::to_json, kubeconfig data).
 #pragma once
 
 #include <string>

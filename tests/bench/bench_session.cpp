@@ -21,8 +21,8 @@ namespace {
 using namespace sandbox;
 
 bool available(const std::string& backend) {
-  auto b = isolation::make_backend_unchecked(backend);
-  return b && b->probe().available;
+  auto b = isolation::describe_backend(backend);
+  return b && b->support.available;
 }
 
 Options options_for(const std::string& backend, bool preload) {

@@ -12,3 +12,7 @@ foreach(f include/sandbox/sandbox.hpp ${LIBDIR}/cmake/sandbox/sandbox-config.cma
     message(FATAL_ERROR "not installed: ${f}")
   endif()
 endforeach()
+# A shared libsandbox carries its SONAME (libsandbox.so.0), a static one is an archive.
+if(NOT EXISTS "${PREFIX}/${LIBDIR}/libsandbox.so.0" AND NOT EXISTS "${PREFIX}/${LIBDIR}/libsandbox.a")
+  message(FATAL_ERROR "neither ${LIBDIR}/libsandbox.so.0 nor ${LIBDIR}/libsandbox.a installed")
+endif()

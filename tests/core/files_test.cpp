@@ -25,6 +25,7 @@
 
 namespace fs = std::filesystem;
 using sandbox::errc;
+using sandbox::FileType;
 
 namespace {
 
@@ -126,7 +127,7 @@ TEST_F(FilesTest, UploadDownloadRoundTripCreatesDirectories) {
   auto info = files_->upload("data/deep/blob.bin", binary);
   EXPECT_EQ(info.name, "data/deep/blob.bin");
   EXPECT_EQ(info.size, binary.size());
-  EXPECT_EQ(info.type, "file");
+  EXPECT_EQ(info.type, FileType::file);
   EXPECT_GT(info.modified, 0);
   EXPECT_EQ(read_file(ws_ / "data/deep/blob.bin"), binary);
   EXPECT_EQ(files_->download("data/deep/blob.bin"), binary);
@@ -134,7 +135,7 @@ TEST_F(FilesTest, UploadDownloadRoundTripCreatesDirectories) {
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
 
   auto st = files_->stat("data/deep");
-  EXPECT_EQ(st.type, "directory");
+  EXPECT_EQ(st.type, FileType::directory);
 
   sandbox::FileReader reader = files_->open_download("data/deep/blob.bin");
   EXPECT_EQ(reader.size(), binary.size());
@@ -154,7 +155,7 @@ TEST_F(FilesTest, ListIsRecursiveSortedAndTyped) {
   fs::create_symlink("/etc/passwd", ws_ / "link");
   auto list = files_->list();
   std::vector<std::string> names;
-  for (auto& f : list) names.push_back(f.name + ":" + f.type);
+  for (auto& f : list) names.push_back(f.name + ":" + std::string(sandbox::to_string(f.type)));
   EXPECT_EQ(names, (std::vector<std::string>{"a:directory", "a/y:directory", "a/y/x.txt:file",
                                              "a/z.txt:file", "b.txt:file", "link:symlink"}));
   EXPECT_EQ(list[2].size, 3u);
@@ -199,7 +200,7 @@ TEST_F(FilesTest, SymlinkToEtcPasswdIsNeverFollowed) {
   EXPECT_EQ(code_of([&] { files_->download("passwd"); }, &msg), errc::permission_denied);
   EXPECT_NE(msg.find("symlink"), std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { files_->open_download("passwd"); }), errc::permission_denied);
-  EXPECT_EQ(files_->stat("passwd").type, "symlink");
+  EXPECT_EQ(files_->stat("passwd").type, FileType::symlink);
 
   // Writing to the name replaces the link itself; the target is untouched.
   fs::create_symlink(outside_ / "secret", ws_ / "secret");
@@ -331,7 +332,7 @@ TEST_F(FilesTest, MissingDirectoryAndSpecialFiles) {
   // A FIFO must not hang the host.
   ASSERT_EQ(::mkfifo((ws_ / "fifo").c_str(), 0644), 0);
   EXPECT_EQ(code_of([&] { files_->download("fifo"); }), errc::invalid_argument);
-  EXPECT_EQ(files_->stat("fifo").type, "other");
+  EXPECT_EQ(files_->stat("fifo").type, FileType::other);
   files_->remove("fifo");
 
   files_->remove("d");

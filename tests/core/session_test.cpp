@@ -200,79 +200,9 @@ TEST(Plot, FigureCapturedAsPng) {
   EXPECT_EQ(r.status, Status::finished) << to_json(r);
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_EQ(r.images[0].mime, "image/png");
-  EXPECT_EQ(r.images[0].data.substr(0, 8), "iVBORw0K");  // base64 of the PNG signature
+  EXPECT_EQ(r.images[0].data.substr(0, 8), "\x89PNG\r\n\x1a\n");  // the PNG signature, as bytes
   r = s->run({.code = "import matplotlib.pyplot as plt\nplt.figure(); plt.plot([3, 1])"});
   EXPECT_EQ(r.images.size(), 1u) << "a figure left open is captured at the end";
-}
-
-TEST(SandboxTest, SessionIdsAndLifecycle) {
-  Sandbox sb(rlimit_options());
-  EXPECT_EQ(code_of([&] { sb.create_session({.id = "../etc"}); }), errc::invalid_argument);
-  EXPECT_EQ(code_of([&] { sb.create_session({.id = std::string(65, 'a')}); }), errc::invalid_argument);
-  EXPECT_EQ(code_of([&] { sb.create_session({.id = "a b"}); }), errc::invalid_argument);
-  auto s = sb.create_session({.id = "my-session_1"});
-  EXPECT_EQ(s->id(), "my-session_1");
-  EXPECT_EQ(code_of([&] { sb.create_session({.id = "my-session_1"}); }), errc::already_exists);
-  auto gen = sb.create_session({});
-  EXPECT_EQ(gen->id().size(), 18u);
-  auto ws = s->workspace();
-  EXPECT_TRUE(std::filesystem::exists(ws));
-  Result r = s->run({.language = Language::shell, .code = "sleep 100 & (setsid sleep 101 &) ; echo $$"});
-  auto procs = s->processes();
-  EXPECT_GE(procs.size(), 2u);
-  sb.close_session("my-session_1");
-  EXPECT_FALSE(std::filesystem::exists(ws)) << "teardown removes the workspace";
-  for (auto& p : procs) {
-    // rlimit pids are host pids: every process of the session is gone.
-    std::this_thread::sleep_for(50ms);
-    EXPECT_NE(::kill(p.pid, 0) == 0 && std::filesystem::exists("/proc/" + std::to_string(p.pid)) &&
-                  p.pid != ::getpid(), true)
-        << "pid " << p.pid << " (" << p.cmdline << ") outlived its session";
-  }
-  EXPECT_EQ(code_of([&] { sb.close_session("my-session_1"); }), errc::not_found);
-  EXPECT_EQ(code_of([&] { s->run({.code = "1"}); }), errc::failed_precondition);
-}
-
-TEST(SandboxTest, WarmPoolHandsOutReadySessions) {
-  Options o = rlimit_options();
-  o.warm_pool = 2;
-  Sandbox sb(o);
-  std::this_thread::sleep_for(1500ms);
-  auto s = sb.create_session({.id = "pooled"});
-  EXPECT_EQ(s->id(), "pooled");
-  EXPECT_EQ(s->run({.code = "1+1"}).result, "2");
-}
-
-TEST(LimitsTest, ValidateNamesTheField) {
-  Limits l;
-  l.timeout = 0ms;
-  try {
-    l.validate();
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code_value(), errc::invalid_argument);
-    EXPECT_NE(e.message().find("timeout"), std::string::npos);
-  }
-}
-
-TEST(ResultTest, JsonHasDesignFields) {
-  Result r;
-  r.status = Status::failed;
-  r.error = ErrorInfo{"E", "v", "tb"};
-  r.stdout_text = std::string("bad \xff utf8");
-  std::string j = to_json(r, true);
-  for (const char* f : {"\"status\":\"Failed\"", "\"stdout\"", "\"stderr\"", "\"result\":null", "\"images\":[]",
-                        "\"error\":{", "\"exit_code\":null", "\"duration_ms\"", "\"truncated\":false"})
-    EXPECT_NE(j.find(f), std::string::npos) << f << " in " << j;
-  EXPECT_EQ(j.find("execution_id"), std::string::npos);
-}
-
-TEST(ErrorTest, VocabularyRoundTrips) {
-  Error e(errc::not_found, "nope");
-  EXPECT_EQ(e.code(), errc::not_found);
-  EXPECT_EQ(to_string(errc::resource_exhausted), "resource_exhausted");
-  EXPECT_EQ(from_errno(ENOENT), errc::not_found);
-  EXPECT_EQ(from_errno(ENOSPC), errc::resource_exhausted);
 }
 
 TEST_F(SessionTest, QueuedRunsTimeoutCountsFromItsStartNotItsSubmission) {
@@ -339,7 +269,3 @@ TEST(ResultCaps, HistoryIsBoundedInBytes) {
   EXPECT_THROW(s->execution(ids.front()), Error);
 }
 
-TEST(SandboxTest, TheIOLoopIsResponsive) {
-  Sandbox sb(rlimit_options());
-  EXPECT_TRUE(sb.responsive(std::chrono::seconds(5)));
-}

@@ -84,7 +84,7 @@ time.sleep(1.0)
   for (int i = 0; i < 20; ++i) {
     zombies = 0;
     for (auto& p : s().processes())
-      if (p.state == "Z") ++zombies;
+      if (p.state == sandbox::ProcessState::zombie) ++zombies;
     if (!zombies) break;
     std::this_thread::sleep_for(100ms);
   }

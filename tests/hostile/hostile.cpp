@@ -9,7 +9,7 @@
 #include <random>
 #include <sstream>
 
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 
 namespace hostile {
 namespace fs = std::filesystem;

@@ -2,12 +2,16 @@
 // runtime dir, so each test sees how the backend started it.
 #include "isolation/backends.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include "sandbox/error.hpp"
+#include "sandbox/sandbox.hpp"
 #include "isolation/test_io.hpp"
 
 namespace fs = std::filesystem;
@@ -106,6 +111,121 @@ TEST_F(RlimitTest, FailedStartIsAnError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("execve"), std::string::npos) << e.what();
   }
+}
+
+// The backend's limits with the real agent and interpreters (rlimits per process), and the
+// gaps its containment() documents, each shown by code that walks through one.
+class RlimitSession : public ::testing::Test {
+ protected:
+  std::shared_ptr<Session> session(Limits limits = {}) {
+    Options o;
+    o.isolation = "rlimit";
+    o.preload = {};
+    o.limits = limits;
+    sandboxes_.push_back(std::make_unique<Sandbox>(o));
+    return sandboxes_.back()->create_session({.language = Language::shell});
+  }
+  static Result shell(Session& s, std::string code) {
+    return s.run({.language = Language::shell, .code = std::move(code), .timeout = 20s});
+  }
+  std::vector<std::unique_ptr<Sandbox>> sandboxes_;
+};
+
+TEST_F(RlimitSession, MemoryIsBoundPerProcess) {
+  Limits l;
+  l.memory_bytes = 128ull << 20;
+  auto s = session(l);
+  Result r = s->run({.code = "b = bytearray(512 << 20)"});
+  EXPECT_EQ(r.status, Status::failed) << to_json(r);
+  ASSERT_TRUE(r.error) << to_json(r);
+  EXPECT_EQ(r.error->name, "MemoryError");
+  r = s->run({.code = "len(bytearray(16 << 20))"});
+  EXPECT_EQ(r.result, "16777216") << "the kernel lives on under its limit: " << to_json(r);
+}
+
+TEST_F(RlimitSession, ProcessesAreBoundPerUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "RLIMIT_NPROC applies once code runs as its own uid (root only)";
+  Limits l;
+  l.max_processes = 16;
+  auto s = session(l);
+  Result r = s->run({.code = R"(import os, time
+pids, err = [], None
+for _ in range(64):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = e.errno
+        break
+    if pid == 0:
+        time.sleep(5)
+        os._exit(0)
+    pids.append(pid)
+for p in pids:
+    os.kill(p, 9)
+    os.waitpid(p, 0)
+(len(pids) < 16, err)
+)"});
+  EXPECT_EQ(r.result, "(True, 11)") << "fork fails with EAGAIN before 16 processes: " << to_json(r);
+}
+
+TEST_F(RlimitSession, CpuTimeKillsTheSpinningProcess) {
+  Limits l;
+  l.cpu_time = 1s;
+  auto s = session(l);
+  Result r = shell(*s, "bash -c 'while :; do :; done'; echo rc=$?");
+  EXPECT_EQ(r.stdout_text, "rc=152\n") << "SIGXCPU (128 + 24): " << to_json(r);
+}
+
+TEST_F(RlimitSession, FileSizeIsBoundByTheDiskLimit) {
+  Limits l;
+  l.disk_bytes = 1ull << 20;
+  auto s = session(l);
+  Result r = shell(*s, "head -c 3000000 /dev/zero > big; echo rc=$?; stat -c %s big");
+  EXPECT_EQ(r.stdout_text, "rc=153\n1048576\n") << "SIGXFSZ (128 + 25) at 1 MiB: " << to_json(r);
+}
+
+// Documented: "the network", "the host filesystem (readable as that uid)", "other sessions'
+// processes (same uid)". Each is reachable from code on this backend.
+TEST_F(RlimitSession, DocumentedGapsAreReal) {
+  auto info = isolation::describe_backend("rlimit");
+  ASSERT_TRUE(info);
+  auto documented = [&](std::string_view gap) {
+    const auto& d = info->containment.does_not_contain;
+    return std::find(d.begin(), d.end(), gap) != d.end();
+  };
+  ASSERT_TRUE(documented("the network"));
+  ASSERT_TRUE(documented("the host filesystem (readable as that uid)"));
+  ASSERT_TRUE(documented("other sessions' processes (same uid)"));
+
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  auto s = session();
+  Result r = shell(*s, "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(ntohs(addr.sin_port)) + " && echo reached");
+  ::close(listener);
+  EXPECT_EQ(r.stdout_text, "reached\n") << "the host's loopback: " << to_json(r);
+
+  r = shell(*s, "head -c 5 /etc/passwd");
+  EXPECT_EQ(r.stdout_text, "root:") << "the host's files: " << to_json(r);
+
+  auto other = session();
+  auto sleeper = other->start({.language = Language::shell, .code = "sleep 30"});
+  int pid = 0;
+  for (int i = 0; i < 50 && !pid; ++i) {
+    std::this_thread::sleep_for(100ms);
+    for (const auto& p : other->processes())
+      if (p.cmdline == "sleep 30") pid = p.pid;
+  }
+  ASSERT_GT(pid, 0);
+  r = shell(*s, "kill -0 " + std::to_string(pid) + " && echo visible");
+  EXPECT_EQ(r.stdout_text, "visible\n") << "another session's process: " << to_json(r);
+  sleeper->cancel();
 }
 
 }  // namespace

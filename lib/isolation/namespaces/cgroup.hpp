@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 
 namespace sandbox::isolation::ns::cgroup {
 

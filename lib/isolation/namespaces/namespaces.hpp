@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 #include "sys/confine.hpp"
 #include "sys/fd.hpp"
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox::isolation::runsc {

@@ -1,8 +1,39 @@
-// Creates a Sandbox from an installed libsandbox and runs one shell command in a session.
+// Uses an installed libsandbox: a Sandbox runs one shell command in a session, then a
+// sandbox::server::Server on an ephemeral port answers one real HTTP request over loopback.
 // Exit 77 (skipped) when the installed prefix holds no runtime to run code with.
-#include <sandbox/sandbox.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <iostream>
+#include <string>
+
+#include <sandbox/placement.hpp>
+#include <sandbox/sandbox.hpp>
+#include <sandbox/server.hpp>
+
+namespace {
+
+// One HTTP/1.1 request on a fresh connection; the whole answer (the server closes it).
+std::string http(std::uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return answer;
+}
+
+}  // namespace
 
 int main() {
   try {
@@ -12,6 +43,10 @@ int main() {
       std::cout << "no runtime installed, not running code: " << e.message() << '\n';
       return 77;
     }
+    for (const auto& b : sandbox::isolation::describe_backends())
+      std::cout << "backend " << b.name << ": " << (b.support.available ? "available" : "unavailable") << '\n';
+    std::cout << "placement: " << sandbox::placement::to_string(sandbox::placement::Mode::local) << '\n';
+
     sandbox::Sandbox sb;
     std::cout << "isolation: " << sb.isolation() << '\n';
     auto session = sb.create_session({.language = sandbox::Language::shell});
@@ -20,6 +55,19 @@ int main() {
       std::cerr << "unexpected stdout: [" << r.stdout_text << "] stderr: [" << r.stderr_text << "]\n";
       return 1;
     }
+
+    sandbox::server::Server server(sb, {.port = 0, .quiet = true});
+    server.start();
+    std::string answer = http(server.port(), "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if (answer.rfind("HTTP/1.1 200", 0) != 0 || answer.find("\"status\":\"ok\"") == std::string::npos) {
+      std::cerr << "unexpected answer from " << server.url() << "/healthz: [" << answer << "]\n";
+      return 1;
+    }
+    std::cout << "server: " << server.url() << " answered /healthz\n";
+    server.stop();
+
+    // TODO(#12 remote): once lib/remote is merged, sandbox::connect(server.url()) and run
+    // `echo remote-ok` through a remote session here (include/sandbox/remote.hpp).
     std::cout << "ok\n";
     return 0;
   } catch (const sandbox::Error& e) {
