@@ -22,9 +22,10 @@ PlacedSession::PlacedSession(std::shared_ptr<placement::Gateway> gateway, placem
       target_(loc.target),
       reason_(std::move(reason)),
       ready_timeout_(ready_timeout),
-      last_used_ns_(Clock::now().time_since_epoch().count()),
       cached_(std::move(loc)),
-      refreshed_(Clock::now()) {}
+      refreshed_(Clock::now()) {
+  touch();
+}
 
 placement::Location PlacedSession::record() const {
   std::lock_guard lock(mu_);
@@ -61,10 +62,20 @@ std::optional<Endpoint> PlacedSession::endpoint() const {
 }
 
 std::chrono::steady_clock::time_point PlacedSession::last_used() const {
-  return Clock::time_point(Clock::duration(last_used_ns_.load()));
+  if (use_->holds > 0) return Clock::now();  // a request is being relayed
+  return Clock::time_point(Clock::duration(use_->last_ns.load()));
 }
 
-void PlacedSession::touch() const noexcept { last_used_ns_ = Clock::now().time_since_epoch().count(); }
+std::shared_ptr<void> PlacedSession::hold() {
+  touch();
+  ++use_->holds;
+  return std::shared_ptr<void>(nullptr, [use = use_](void*) {
+    use->last_ns = Clock::now().time_since_epoch().count();
+    --use->holds;
+  });
+}
+
+void PlacedSession::touch() const noexcept { use_->last_ns = Clock::now().time_since_epoch().count(); }
 
 Session& PlacedSession::remote() {
   if (closed_) throw Error(errc::failed_precondition, "session " + id_ + " is closed");

@@ -39,7 +39,8 @@ class PlacedSession final : public Session {
   // Deletes the pod or the cloud session.
   void close() override;
 
-  // Used now by a front-end that relays the session's requests itself.
+  // In use until the hold is let go (a request relayed by a front-end itself).
+  std::shared_ptr<void> hold();
   void touch() const noexcept;
 
  private:
@@ -57,8 +58,14 @@ class PlacedSession final : public Session {
   const std::string reason_;
   const std::chrono::milliseconds ready_timeout_;
   const std::chrono::system_clock::time_point created_ = std::chrono::system_clock::now();
-  mutable std::atomic<std::int64_t> last_used_ns_;  // from creation, and again from Ready
   std::atomic<bool> closed_{false};
+  // Last use (from creation, again from Ready, and at the end of each relayed request) and
+  // the requests being relayed; shared with the holds, which may outlive the session.
+  struct Use {
+    std::atomic<int> holds{0};
+    std::atomic<std::int64_t> last_ns{0};
+  };
+  const std::shared_ptr<Use> use_ = std::make_shared<Use>();
 
   mutable std::mutex mu_;
   mutable placement::Location cached_;

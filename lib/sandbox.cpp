@@ -557,8 +557,9 @@ std::shared_ptr<Session> Sandbox::locate(std::string_view id, std::string_view o
   return impl_->adopt(*loc);
 }
 
-void Sandbox::touch(std::string_view id, std::string_view owner) {
-  if (auto p = std::dynamic_pointer_cast<PlacedSession>(find(id, owner))) p->touch();
+std::shared_ptr<void> Sandbox::hold(std::string_view id, std::string_view owner) {
+  auto p = std::dynamic_pointer_cast<PlacedSession>(find(id, owner));
+  return p ? p->hold() : nullptr;
 }
 
 bool Sandbox::responsive(std::chrono::milliseconds max_lag) const {

@@ -288,7 +288,11 @@ struct PySession {
     req.language = parse_language(language);
     req.code = code;
     req.stdin_text = stdin_text;
-    if (timeout) req.timeout = LimitArgs::seconds_to_ms(*timeout, "timeout");
+    if (timeout) {
+      Limits l;  // seconds become milliseconds as for every limit
+      set_limit(l, "timeout", *timeout);
+      req.timeout = l.timeout;
+    }
     req.fresh = fresh;
     nogil release;
     return PyExecution{sandbox, session->start(std::move(req))};

@@ -106,8 +106,9 @@ class Sandbox {
   // Throws not_found. A placed session's pod (or cloud session) is deleted.
   void close_session(std::string_view id, std::string_view owner = {});
   // A front-end that relays a placed session's requests itself (the HTTP server forwards
-  // them to the pod as they are) says the session was used now, for the reaper.
-  void touch(std::string_view id, std::string_view owner = {});
+  // them to the pod as they are) holds the session for each request: the reaper counts it
+  // as in use until the hold is let go. Null for a session that is not placed.
+  [[nodiscard]] std::shared_ptr<void> hold(std::string_view id, std::string_view owner = {});
 
   // The watchdog: false when the library's I/O loop (which serves every session's agent)
   // has not turned for `max_lag`. A liveness probe (`/healthz`) asks this.

@@ -91,7 +91,7 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   if (state == SessionStatus::failed || !ep || ep->base_url.empty())
     throw Error(errc::unavailable, fmt::format("session '{}' failed: {}", sid, ep ? ep->message : "no address"));
 
-  sh.sandbox.touch(sid, x.owner);
+  auto in_use = sh.sandbox.hold(sid, x.owner);  // the reaper leaves it alone meanwhile
   // Long polls and event streams are quiet upstream for up to max_wait.
   auto idle = std::chrono::duration_cast<std::chrono::seconds>(sh.options.max_wait) + sh.options.write_timeout;
   placement::Forwarded f;
@@ -106,7 +106,6 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   x.keep_alive = f.keep_alive && !x.stopping();
   x.bytes_in += f.bytes_in;
   x.bytes_out += f.bytes_out;
-  sh.sandbox.touch(sid, x.owner);
   co_return true;
 }
 
