@@ -138,10 +138,4 @@ void PlacedSession::close() {
   }
 }
 
-// Until the remote helper's sandbox::connect (lib/remote) is linked in: a weak stand-in,
-// so a placed session builds and reports plainly that its data calls are not available.
-[[gnu::weak]] std::unique_ptr<Remote> connect(std::string_view url, ConnectOptions) {
-  throw Error(errc::unavailable, fmt::format("sandbox::connect({}) is not built into this library", url));
-}
-
 }  // namespace sandbox
