@@ -58,9 +58,7 @@ int run_main(int argc, char** argv) {
     } else if (a == "--isolation") {
       opts.isolation = need(i);
     } else if (a == "--timeout") {
-      double s = std::strtod(need(i).c_str(), nullptr);
-      if (!(s > 0)) throw Error(errc::invalid_argument, "--timeout must be a positive number of seconds");
-      opts.limits.timeout = std::chrono::milliseconds(static_cast<long long>(s * 1000));
+      set_limit(opts.limits, "timeout", std::strtod(need(i).c_str(), nullptr));
     } else if (a == "--memory") {
       opts.limits.memory_bytes = std::strtoull(need(i).c_str(), nullptr, 10) << 20;
     } else if (a == "--stdin") {

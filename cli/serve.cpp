@@ -9,7 +9,6 @@
 #include <string_view>
 
 #include "commands.hpp"
-#include "placement/gateway.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/server.hpp"
 
@@ -110,8 +109,9 @@ void raise_fd_limit() {
 
 int serve_main(int argc, char** argv) {
   Options so;
+  so.idle_timeout = std::chrono::seconds(1800);
   server::Options o;
-  placement::GatewayOptions go;
+  placement::Options& go = so.placement;
   o.host = "127.0.0.1";
   o.port = 8080;
   for (int i = 1; i < argc; ++i) {
@@ -128,9 +128,9 @@ int serve_main(int argc, char** argv) {
     else if (a == "--isolation") so.isolation = std::string(value());
     else if (a == "--token-file") o.token_file = std::string(value());
     else if (a == "--no-auto-create") o.auto_create = false;
-    else if (a == "--idle-timeout") o.idle_timeout = std::chrono::seconds(number(a, value()));
-    else if (a == "--lifetime") o.lifetime = std::chrono::seconds(number(a, value()));
-    else if (a == "--timeout") so.limits.timeout = std::chrono::seconds(number(a, value()));
+    else if (a == "--idle-timeout") so.idle_timeout = std::chrono::seconds(number(a, value()));
+    else if (a == "--lifetime") so.lifetime = std::chrono::seconds(number(a, value()));
+    else if (a == "--timeout") set_limit(so.limits, "timeout", static_cast<double>(number(a, value())));
     else if (a == "--memory") so.limits.memory_bytes = number(a, value()) << 20;
     else if (a == "--warm-pool") so.warm_pool = number(a, value());
     else if (a == "--max-sessions") so.max_sessions = number(a, value());
@@ -145,33 +145,31 @@ int serve_main(int argc, char** argv) {
     else if (a == "--body-timeout") o.read_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
     else if (a == "--write-timeout") o.write_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
     else if (a == "--quiet") o.quiet = true;
-    else if (a == "--placement") go.placement.mode = placement::mode_from_string(value());
-    else if (a == "--kubeconfig") go.placement.kubeconfig = std::string(value());
-    else if (a == "--namespace") go.placement.namespace_ = std::string(value());
-    else if (a == "--pod-template") go.placement.pod_template = std::string(value());
-    else if (a == "--runtime-class") go.placement.runtime_class = std::string(value());
+    else if (a == "--placement") go.mode = placement::mode_from_string(value());
+    else if (a == "--kubeconfig") go.kubeconfig = std::string(value());
+    else if (a == "--namespace") go.namespace_ = std::string(value());
+    else if (a == "--pod-template") go.pod_template = std::string(value());
+    else if (a == "--runtime-class") go.runtime_class = std::string(value());
     else if (a == "--pod-token-file") go.pod_token_file = std::string(value());
-    else if (a == "--cloud-gateway") go.placement.cloud_gateway = std::string(value());
-    else if (a == "--cloud-token-file") go.placement.cloud_token_file = std::string(value());
-    else if (a == "--water-level") go.placement.water_level = water_level(value());
-    else if (a == "--metrics-fallback") go.placement.metrics_fallback = placement::fallback_from_string(value());
-    else if (a == "--gateway-name") go.name = std::string(value());
+    else if (a == "--cloud-gateway") go.cloud_gateway = std::string(value());
+    else if (a == "--cloud-token-file") go.cloud_token_file = std::string(value());
+    else if (a == "--water-level") go.water_level = water_level(value());
+    else if (a == "--metrics-fallback") go.metrics_fallback = placement::fallback_from_string(value());
+    else if (a == "--gateway-name") go.gateway_name = std::string(value());
     else usage_error(fmt::format("unknown option '{}'", a));
   }
   so.limits.validate();
   raise_fd_limit();
-  Sandbox sb(so);
-  if (go.placement.mode != placement::Mode::local) {
-    // Cloud sessions are recorded beside the local ones; pods are their own record.
-    if (!so.state_dir.empty()) go.state_dir = so.state_dir / "placement";
-    if (go.name == "gateway") {
-      char host[256] = {};
-      if (gethostname(host, sizeof host - 1) == 0 && host[0]) go.name = host;
-    }
-    o.gateway = std::make_shared<placement::Gateway>(go);
-    auto known = o.gateway->rebuild();  // after a restart: every session placed before
+  if (go.mode != placement::Mode::local && go.gateway_name == "gateway") {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0 && host[0]) go.gateway_name = host;
+  }
+  Sandbox sb(so);  // places sessions, and finds those placed before a restart
+  if (go.mode != placement::Mode::local) {
+    std::size_t known = 0;
+    for (auto& s : sb.sessions()) known += s->placement() != "local";
     fmt::print(stderr, "sandboxctl serve: placement {}, {} session(s) placed elsewhere\n",
-               placement::to_string(go.placement.mode), known);
+               placement::to_string(go.mode), known);
   }
   server::Server srv(sb, o);
   // Printed before serving, so scripts can wait for this line (and learn an ephemeral port).

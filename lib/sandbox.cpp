@@ -11,7 +11,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <atomic>
 #include <deque>
 #include <fstream>
@@ -19,6 +21,10 @@
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "placed_session.hpp"
 #include "session_impl.hpp"
 
 namespace sandbox {
@@ -44,7 +50,7 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   // By (owner, id): each tenant names its sessions in its own namespace. A null entry
   // reserves an id while its session starts.
   using Key = std::pair<std::string, std::string>;
-  std::map<Key, std::shared_ptr<SessionImpl>> sessions;
+  std::map<Key, std::shared_ptr<Session>> sessions;
   // Per owner: sessions (reservations included; the warm pool is nobody's until taken) and
   // executions from submit to end.
   using Counts = std::map<std::string, std::size_t, std::less<>>;
@@ -61,6 +67,19 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   std::condition_variable pool_cv;
   std::thread pool_thread;
   bool stopping = false;
+
+  // Placement (Options::placement not local): the record of where placed sessions live.
+  std::shared_ptr<placement::Gateway> gateway;
+  // A placed session for `opts`, or null when it runs here (the policy says so, or the id
+  // is another tenant's placed session: this owner's is made here, and learns nothing).
+  std::shared_ptr<Session> place(const SessionOptions& opts, const Limits& limits);
+  std::shared_ptr<PlacedSession> adopt(const placement::Location& loc, std::string reason = {});
+
+  // The reaper (Options::idle_timeout, lifetime).
+  std::condition_variable reaper_cv;
+  std::thread reaper_thread;
+  void reap();
+  std::shared_ptr<Session> take(const Key& key);  // removes it from the record (locked by caller)
 
   std::shared_ptr<SessionImpl> make_session(std::string id, std::string owner, Limits limits,
                                             Language warm);
@@ -135,7 +154,125 @@ void remove_tree(const std::filesystem::path& p) {
   std::filesystem::remove_all(p, ec);
 }
 
+// The fields of `l` a pod's server must be told (those apart from a server's defaults), as
+// docs/http.md names them: the pod's own ceiling is its defaults.
+nlohmann::json limits_fields(const Limits& l) {
+  const Limits d;
+  nlohmann::json j = nlohmann::json::object();
+  auto put = [&j](const char* name, auto v, auto dv) {
+    if (v != dv) j[name] = v;
+  };
+  if (l.timeout != d.timeout) j["timeout"] = static_cast<double>(l.timeout.count()) / 1000;
+  if (l.cpu_time != d.cpu_time) j["cpu_time"] = l.cpu_time.count();
+  put("memory_bytes", l.memory_bytes, d.memory_bytes);
+  put("max_processes", l.max_processes, d.max_processes);
+  put("disk_bytes", l.disk_bytes, d.disk_bytes);
+  put("output_bytes", l.output_bytes, d.output_bytes);
+  put("upload_bytes", l.upload_bytes, d.upload_bytes);
+  put("open_files", l.open_files, d.open_files);
+  put("cpus", l.cpus, d.cpus);
+  put("result_bytes", l.result_bytes, d.result_bytes);
+  put("image_bytes", l.image_bytes, d.image_bytes);
+  put("images_bytes", l.images_bytes, d.images_bytes);
+  put("history_bytes", l.history_bytes, d.history_bytes);
+  return j;
+}
+
 }  // namespace
+
+std::shared_ptr<Session> Sandbox::Impl::place(const SessionOptions& opts, const Limits& limits) {
+  placement::Decision d = gateway->place(limits);
+  if (d.target == placement::Target::local) return nullptr;
+  // Placed sessions share one namespace of ids (pods are named from them, and any gateway
+  // finds a pod by its name): another tenant's id is left alone.
+  auto mine = [&opts](const placement::Location& l) { return l.owner.value_or("") == opts.owner; };
+  if (auto l = gateway->find(opts.id)) {
+    if (!mine(*l)) return nullptr;
+    throw Error(errc::already_exists, "session " + opts.id + " exists");
+  }
+  nlohmann::json body = {{"id", opts.id}, {"language", std::string(to_string(opts.language))}};
+  if (opts.limits) body["limits"] = limits_fields(limits);
+  try {
+    auto loc = gateway->create(opts.id, d.target, limits, std::move(body), opts.owner);
+    return std::make_shared<PlacedSession>(gateway, std::move(loc), opts.owner, limits, d.reason,
+                                           options.placement.ready_timeout);
+  } catch (const Error& e) {
+    if (e.code_value() != errc::already_exists) throw;
+    auto l = gateway->find(opts.id);  // another tenant (or another gateway) placed it meanwhile
+    if (l && !mine(*l)) return nullptr;
+    throw;
+  }
+}
+
+std::shared_ptr<PlacedSession> Sandbox::Impl::adopt(const placement::Location& loc, std::string reason) {
+  // A session another gateway placed for a tenant this one cannot know is nobody's when
+  // tenants are named (no token is named ""), everybody's when they are not.
+  std::string owner = loc.owner.value_or("");
+  auto s = std::make_shared<PlacedSession>(gateway, loc, owner, options.limits, std::move(reason),
+                                           options.placement.ready_timeout);
+  std::lock_guard lock(mutex);
+  auto [it, added] = sessions.try_emplace(Key{owner, loc.id}, s);
+  if (added) {
+    ++sessions_of[owner];
+    return s;
+  }
+  return std::dynamic_pointer_cast<PlacedSession>(it->second);
+}
+
+std::shared_ptr<Session> Sandbox::Impl::take(const Key& key) {
+  auto it = sessions.find(key);
+  if (it == sessions.end() || !it->second) return nullptr;
+  auto s = std::move(it->second);
+  forget(key);
+  ++stats.sessions_closed;
+  return s;
+}
+
+void Sandbox::Impl::reap() {
+  using namespace std::chrono_literals;
+  const std::chrono::milliseconds idle = options.idle_timeout, life = options.lifetime;
+  const std::chrono::milliseconds shortest = idle.count() > 0 && (life.count() <= 0 || idle < life) ? idle : life;
+  // Often enough that a session goes soon after its time, seldom enough to cost nothing.
+  const auto period = std::clamp<std::chrono::milliseconds>(shortest / 4, 100ms, 2000ms);
+  std::unique_lock lock(mutex);
+  while (!stopping) {
+    reaper_cv.wait_for(lock, period, [&] { return stopping; });
+    if (stopping) break;
+    std::vector<std::pair<Key, std::shared_ptr<Session>>> all;
+    for (auto& [k, s] : sessions)
+      if (s) all.emplace_back(k, s);
+    lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    for (auto& [key, s] : all) {
+      const SessionStatus st = s->status();
+      if (st == SessionStatus::closed) continue;
+      bool too_old = life.count() > 0 && wall - s->created() > life;
+      // A pod still starting is not idle: idleness counts from Ready.
+      bool unused = idle.count() > 0 && st != SessionStatus::pending && now - s->last_used() > idle;
+      if (unused && !too_old) {
+        auto latest = s->latest();
+        if (latest && !latest->done()) unused = false;  // still running: in use
+      }
+      if (!too_old && !unused) continue;
+      {
+        std::lock_guard hold(mutex);
+        auto it = sessions.find(key);
+        if (it == sessions.end() || it->second != s) continue;  // closed by its owner meanwhile
+        take(key);
+      }
+      try {
+        s->close();
+      } catch (const std::exception& e) {
+        // A placed session's cluster or cloud is unreachable now: kept for the next sweep.
+        std::fprintf(stderr, "sandbox: cannot close expired session %s: %s\n", key.second.c_str(), e.what());
+        std::lock_guard hold(mutex);
+        if (sessions.try_emplace(key, s).second) ++sessions_of[key.first];
+      }
+    }
+    lock.lock();
+  }
+}
 
 SessionsCeiling default_sessions_ceiling() {
   SessionsCeiling c;
@@ -259,9 +396,18 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
       remove_tree(e.path());
     }
   }
+  if (im.options.placement.mode != placement::Mode::local) {
+    // Cloud sessions are recorded beside the local ones; pods are their own record.
+    placement::GatewayOptions go{im.options.placement, im.owns_state_dir ? std::filesystem::path{} : im.state_dir / "placement"};
+    im.gateway = std::make_shared<placement::Gateway>(std::move(go));
+    im.gateway->rebuild();  // after a restart: every session placed before, by any gateway
+    for (const auto& loc : im.gateway->list()) im.adopt(loc);
+  }
   im.beat();
   im.io_thread = std::thread([this] { impl_->io.run(); });
   if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
+  if (im.options.idle_timeout.count() > 0 || im.options.lifetime.count() > 0)
+    im.reaper_thread = std::thread([&im] { im.reap(); });
 }
 
 Sandbox::~Sandbox() {
@@ -271,12 +417,16 @@ Sandbox::~Sandbox() {
     im.stopping = true;
   }
   im.pool_cv.notify_all();
+  im.reaper_cv.notify_all();
   if (im.pool_thread.joinable()) im.pool_thread.join();
-  std::vector<std::shared_ptr<SessionImpl>> all;
+  if (im.reaper_thread.joinable()) im.reaper_thread.join();
+  std::vector<std::shared_ptr<Session>> all;
   {
     std::lock_guard lock(im.mutex);
+    // Placed sessions outlive this process (their pods and the cloud's sessions): a
+    // restarted Sandbox with the same placement finds them again.
     for (auto& [id, s] : im.sessions) {
-      if (s) all.push_back(s);
+      if (s && !std::dynamic_pointer_cast<PlacedSession>(s)) all.push_back(s);
     }
     for (auto& s : im.pool) all.push_back(s);
     im.sessions.clear();
@@ -315,6 +465,25 @@ std::shared_ptr<Session> Sandbox::create_session(SessionOptions opts) {
       throw QuotaExceeded("sessions", "server quota: " + std::to_string(im.options.max_sessions) + " sessions");
     im.sessions.emplace(key, nullptr);
     ++im.sessions_of[opts.owner];
+  }
+  if (im.gateway) {
+    std::shared_ptr<Session> placed;
+    try {
+      placed = im.place(opts, limits);
+    } catch (...) {
+      std::lock_guard lock(im.mutex);
+      im.forget(key);
+      throw;
+    }
+    if (placed) {
+      std::lock_guard lock(im.mutex);
+      im.sessions[key] = placed;
+      ++im.stats.sessions_created;
+      return placed;
+    }
+  }
+  {
+    std::lock_guard lock(im.mutex);
     if (!opts.limits && !im.pool.empty() && opts.language == Language::python) {
       pooled = std::move(im.pool.front());
       im.pool.pop_front();
@@ -362,17 +531,35 @@ std::vector<std::shared_ptr<Session>> Sandbox::sessions() const {
 }
 
 void Sandbox::close_session(std::string_view id, std::string_view owner) {
-  std::shared_ptr<SessionImpl> s;
+  auto& im = *impl_;
+  const Impl::Key key{owner, id};
+  std::shared_ptr<Session> s;
   {
-    std::lock_guard lock(impl_->mutex);
-    const Impl::Key key{owner, id};
-    auto it = impl_->sessions.find(key);
-    if (it == impl_->sessions.end() || !it->second) throw Error(errc::not_found, "no session " + std::string(id));
-    s = std::move(it->second);
-    impl_->forget(key);
-    ++impl_->stats.sessions_closed;
+    std::lock_guard lock(im.mutex);
+    s = im.take(key);
   }
-  s->close();
+  if (!s) throw Error(errc::not_found, "no session " + std::string(id));
+  try {
+    s->close();
+  } catch (...) {
+    // A placed session whose cluster cannot be reached now stays on record.
+    std::lock_guard lock(im.mutex);
+    if (std::dynamic_pointer_cast<PlacedSession>(s) && im.sessions.try_emplace(key, s).second) ++im.sessions_of[key.first];
+    throw;
+  }
+}
+
+std::shared_ptr<Session> Sandbox::locate(std::string_view id, std::string_view owner) {
+  if (auto s = find(id, owner)) return s;
+  if (!impl_->gateway) return nullptr;
+  auto loc = impl_->gateway->find(std::string(id));
+  if (!loc || loc->owner.value_or("") != owner) return nullptr;
+  return impl_->adopt(*loc);
+}
+
+std::shared_ptr<void> Sandbox::hold(std::string_view id, std::string_view owner) {
+  auto p = std::dynamic_pointer_cast<PlacedSession>(find(id, owner));
+  return p ? p->hold() : nullptr;
 }
 
 bool Sandbox::responsive(std::chrono::milliseconds max_lag) const {

@@ -21,6 +21,7 @@ std::string_view to_string(SessionStatus s) noexcept {
   switch (s) {
     case SessionStatus::pending: return "Pending";
     case SessionStatus::ready: return "Ready";
+    case SessionStatus::failed: return "Failed";
     case SessionStatus::closed: return "Closed";
   }
   return "Closed";

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -57,23 +58,22 @@ struct LimitArgs {
   std::optional<std::uint32_t> open_files;
   std::optional<double> cpus;
 
+  // The library's one parse (sandbox::set_limit) under the Python names.
   Limits apply(Limits l) const {
-    if (timeout) l.timeout = seconds_to_ms(*timeout, "timeout");
-    if (memory) l.memory_bytes = *memory;
-    if (max_processes) l.max_processes = *max_processes;
-    if (disk) l.disk_bytes = *disk;
-    if (max_output) l.output_bytes = *max_output;
-    if (max_upload) l.upload_bytes = *max_upload;
-    if (cpu_time) l.cpu_time = std::chrono::seconds(static_cast<std::int64_t>(*cpu_time + 0.999));
-    if (open_files) l.open_files = *open_files;
-    if (cpus) l.cpus = *cpus;
+    auto set = [&l](const char* name, const auto& v) {
+      if (v) set_limit(l, name, static_cast<double>(*v));
+    };
+    set("timeout", timeout);
+    set("memory_bytes", memory);
+    set("max_processes", max_processes);
+    set("disk_bytes", disk);
+    set("output_bytes", max_output);
+    set("upload_bytes", max_upload);
+    set("cpu_time", cpu_time);
+    set("open_files", open_files);
+    set("cpus", cpus);
     l.validate();
     return l;
-  }
-
-  static std::chrono::milliseconds seconds_to_ms(double s, const char* what) {
-    if (!(s > 0) || s > 1e9) throw Error(errc::invalid_argument, std::string(what) + " must be > 0 seconds");
-    return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0 + 0.5));
   }
 };
 
@@ -288,7 +288,11 @@ struct PySession {
     req.language = parse_language(language);
     req.code = code;
     req.stdin_text = stdin_text;
-    if (timeout) req.timeout = LimitArgs::seconds_to_ms(*timeout, "timeout");
+    if (timeout) {
+      Limits l;  // seconds become milliseconds as for every limit
+      set_limit(l, "timeout", *timeout);
+      req.timeout = l.timeout;
+    }
     req.fresh = fresh;
     nogil release;
     return PyExecution{sandbox, session->start(std::move(req))};
@@ -628,6 +632,15 @@ max_sessions_per_tenant, max_executions_per_tenant: quotas per owner (see sessio
     0 = none. Over one raises LimitExceededError naming the quota.
 sessions_memory, sessions_processes: the ceiling of all sessions together (bytes, processes;
     a parent cgroup where the backend has one); 0 = the default, below the host's.
+placement: "local" (every session here), "kubernetes" (a pod per session) or "hybrid" (the
+    local cluster below water_level, else cloud_gateway), as `sandboxctl serve --placement`;
+    kubeconfig, namespace, pod_template, runtime_class, pod_port, pod_token_file,
+    cloud_gateway, cloud_token_file, water_level, metrics_fallback ("local", "cloud",
+    "refuse"), ready_timeout (seconds) and gateway_name are its --flags of the same names.
+    A placed session's `placement` says where it went; its status is "Pending" until its
+    pod is Ready.
+idle_timeout, lifetime: the reaper closes sessions unused (or alive) this many seconds;
+    0 = never.
 The limit arguments set the defaults of its sessions.
 
 )doc") + limits_doc;
@@ -637,8 +650,30 @@ The limit arguments set the defaults of its sessions.
                        std::optional<std::filesystem::path> runtime_dir, std::size_t warm_pool,
                        std::size_t max_sessions, std::size_t max_sessions_per_tenant,
                        std::size_t max_executions_per_tenant, std::uint64_t sessions_memory,
-                       std::uint32_t sessions_processes, SANDBOX_LIMIT_PARAMS) {
+                       std::uint32_t sessions_processes, const std::string& placement_mode,
+                       std::optional<std::filesystem::path> kubeconfig, std::optional<std::string> namespace_,
+                       std::optional<std::filesystem::path> pod_template, std::optional<std::string> runtime_class,
+                       std::uint16_t pod_port, std::optional<std::filesystem::path> pod_token_file,
+                       std::optional<std::string> cloud_gateway, std::optional<std::filesystem::path> cloud_token_file,
+                       double water_level, const std::string& metrics_fallback, double ready_timeout,
+                       std::string gateway_name, double idle_timeout, double lifetime, SANDBOX_LIMIT_PARAMS) {
              Options o = make_options(std::move(state_dir), std::move(isolation), std::move(runtime_dir));
+             placement::Options& p = o.placement;
+             p.mode = placement::mode_from_string(placement_mode);
+             p.kubeconfig = kubeconfig.value_or("");
+             p.namespace_ = namespace_.value_or("");
+             p.pod_template = pod_template.value_or("");
+             p.runtime_class = runtime_class.value_or("");
+             p.pod_port = pod_port;
+             p.pod_token_file = pod_token_file.value_or("");
+             p.cloud_gateway = cloud_gateway.value_or("");
+             p.cloud_token_file = cloud_token_file.value_or("");
+             p.water_level = water_level;
+             p.metrics_fallback = placement::fallback_from_string(metrics_fallback);
+             p.ready_timeout = std::chrono::milliseconds(std::llround(ready_timeout * 1000));
+             p.gateway_name = std::move(gateway_name);
+             o.idle_timeout = std::chrono::seconds(std::llround(idle_timeout));
+             o.lifetime = std::chrono::seconds(std::llround(lifetime));
              o.limits = SANDBOX_LIMIT_VALUES.apply(o.limits);
              o.warm_pool = warm_pool;
              o.max_sessions = max_sessions;
@@ -652,7 +687,14 @@ The limit arguments set the defaults of its sessions.
            py::arg("state_dir") = py::none(), py::arg("isolation") = py::none(), py::kw_only(),
            py::arg("runtime_dir") = py::none(), py::arg("warm_pool") = 0, py::arg("max_sessions") = 1000,
            py::arg("max_sessions_per_tenant") = 0, py::arg("max_executions_per_tenant") = 0,
-           py::arg("sessions_memory") = 0, py::arg("sessions_processes") = 0, SANDBOX_LIMIT_ARGS)
+           py::arg("sessions_memory") = 0, py::arg("sessions_processes") = 0, py::arg("placement") = "local",
+           py::arg("kubeconfig") = py::none(), py::arg("namespace") = py::none(),
+           py::arg("pod_template") = py::none(), py::arg("runtime_class") = py::none(),
+           py::arg("pod_port") = 8080, py::arg("pod_token_file") = py::none(),
+           py::arg("cloud_gateway") = py::none(), py::arg("cloud_token_file") = py::none(),
+           py::arg("water_level") = 0.8, py::arg("metrics_fallback") = "local", py::arg("ready_timeout") = 120.0,
+           py::arg("gateway_name") = "gateway", py::arg("idle_timeout") = 0.0, py::arg("lifetime") = 0.0,
+           SANDBOX_LIMIT_ARGS)
       .def(
           "session",
           [](const SandboxPtr& sb, std::optional<std::string> id, const std::string& language,

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 
 namespace sandbox {
 
@@ -37,5 +38,24 @@ struct Limits {
   // Throws sandbox::Error(invalid_argument) naming the first field out of range.
   void validate() const;
 };
+
+// ---- Requested limits: the one parse and the one narrowing rule -------------------------
+// Every front-end (the HTTP server's JSON, Python's keyword arguments, sandboxctl's flags)
+// reads limits through these, so a value means the same everywhere.
+
+// Sets the field docs/http.md names `name` ("timeout", "memory_bytes", "max_processes",
+// "disk_bytes", "output_bytes", "upload_bytes", "cpu_time", "open_files", "cpus",
+// "result_bytes", "image_bytes", "images_bytes", "history_bytes"). Seconds are rounded here
+// and only here: timeout to the nearest millisecond, cpu_time up to a whole second. Throws
+// Error(invalid_argument) for an unknown name, a count that is not a non-negative integer,
+// or seconds that are not positive and finite.
+void set_limit(Limits& limits, std::string_view name, double value);
+// A JSON object of such fields (null = absent) over `base`, validated. Throws
+// Error(invalid_argument) naming the field.
+Limits parse_limits(std::string_view json_object, const Limits& base);
+// The narrowing rule: a request may only lower the ceiling. Returns `requested` when no
+// field (caps compared as resolved) is above `ceiling`; else throws
+// Error(permission_denied) naming the first field that is.
+Limits narrow(const Limits& ceiling, const Limits& requested);
 
 }  // namespace sandbox

@@ -20,6 +20,8 @@
 
 #include <sandbox/limits.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -55,6 +57,11 @@ struct Options {
   std::filesystem::path cloud_token_file;  // hybrid: bearer token for the cloud gateway
   double water_level = 0.8;                // hybrid: burst at or above this level, (0, 1]
   MetricsFallback metrics_fallback = MetricsFallback::local;
+  // The session pods (kubernetes, hybrid).
+  std::uint16_t pod_port = 8080;           // where `sandboxctl serve` listens in the pod
+  std::filesystem::path pod_token_file;    // bearer token for the pods' servers (`name:token`); "" = none
+  std::chrono::milliseconds ready_timeout{120'000};  // pod creation to Ready, else Failed
+  std::string gateway_name = "gateway";    // recorded on the pods this Sandbox creates
   std::function<void(std::string_view line)> log;  // decisions and fallbacks; unset = stderr
 
   // Throws Error(invalid_argument) naming the first inconsistent option.

@@ -20,6 +20,7 @@
 #include "sandbox/files.hpp"
 #include "sandbox/isolation.hpp"
 #include "sandbox/limits.hpp"
+#include "sandbox/placement.hpp"
 #include "sandbox/processes.hpp"
 #include "sandbox/result.hpp"
 #include "sandbox/session.hpp"
@@ -42,6 +43,14 @@ struct Options {
   // with cgroups); 0 = the default, below the host's (see default_sessions_ceiling()).
   std::uint64_t sessions_memory_bytes = 0;
   std::uint32_t sessions_processes = 0;
+  // Where new sessions run (DESIGN section 6): local (every session here), kubernetes (a
+  // pod per session) or hybrid (the local cluster below the water level, else the cloud
+  // gateway). A placed session is a Session like any other; its placement() says where.
+  placement::Options placement;
+  // The reaper, on the Sandbox's own thread (0 = never): closes sessions, placed ones too,
+  // unused this long (a running execution counts as use) or this old.
+  std::chrono::seconds idle_timeout{0};
+  std::chrono::seconds lifetime{0};
 };
 
 // The all-sessions ceiling a Sandbox uses when Options leave it 0: memory 80% of MemTotal
@@ -83,12 +92,23 @@ class Sandbox {
   // Throws already_exists (this owner has the id), invalid_argument, QuotaExceeded
   // (max_sessions, max_sessions_per_tenant), unavailable.
   std::shared_ptr<Session> create_session(SessionOptions opts = {});
+  // A session is placed by Options::placement; limits (the request's, else the Sandbox's)
+  // size its pod. Another tenant's placed session of the same id is not disclosed: this
+  // owner's session is made here instead.
   // Throws not_found.
   std::shared_ptr<Session> session(std::string_view id, std::string_view owner = {}) const;
+  // This Sandbox's record only (no I/O): its local sessions and those it placed or located.
   std::shared_ptr<Session> find(std::string_view id, std::string_view owner = {}) const;  // null if absent
+  // find(), else (placement on) a session another Sandbox placed: the pod named from the id
+  // or the cloud gateway's, when it belongs to `owner`; then recorded. May call the cluster.
+  std::shared_ptr<Session> locate(std::string_view id, std::string_view owner = {});
   std::vector<std::shared_ptr<Session>> sessions() const;  // every owner's
-  // Throws not_found.
+  // Throws not_found. A placed session's pod (or cloud session) is deleted.
   void close_session(std::string_view id, std::string_view owner = {});
+  // A front-end that relays a placed session's requests itself (the HTTP server forwards
+  // them to the pod as they are) holds the session for each request: the reaper counts it
+  // as in use until the hold is let go. Null for a session that is not placed.
+  [[nodiscard]] std::shared_ptr<void> hold(std::string_view id, std::string_view owner = {});
 
   // The watchdog: false when the library's I/O loop (which serves every session's agent)
   // has not turned for `max_lag`. A liveness probe (`/healthz`) asks this.

@@ -1,7 +1,7 @@
 // sandbox/server.hpp: the HTTP front-end (DESIGN section 4) over a Sandbox.
 //
 // A thin Boost.Beast server: it parses requests, calls the library and formats answers; the
-// library decides policy. Routes, statuses and bodies are documented in docs/http.md and
+// library decides policy (placement, the reaper, ceilings, quotas: sandbox::Options). Routes, statuses and bodies are documented in docs/http.md and
 // served as an OpenAPI document at /openapi.json.
 //
 //   sandbox::Sandbox sb({.state_dir = "/var/lib/libsandbox"});
@@ -24,9 +24,6 @@
 namespace sandbox {
 class Sandbox;
 }
-namespace sandbox::placement {
-class Gateway;
-}
 
 namespace sandbox::server {
 
@@ -35,13 +32,9 @@ struct Options {
   std::uint16_t port = 8080;           // 0 = an ephemeral port (see Server::port())
   std::filesystem::path token_file;    // bearer tokens, one per line (`name:token`); "" = open
   bool auto_create = true;             // a seed route on an unknown session id creates it
-  // kubernetes/hybrid placement: new sessions go where the gateway places them and the
-  // requests of a session placed elsewhere are forwarded there. null = every session here.
-  std::shared_ptr<placement::Gateway> gateway;
-
-  // Sessions (the server's reaper; 0 = never).
-  std::chrono::seconds idle_timeout{1800};  // close a session unused this long
-  std::chrono::seconds lifetime{0};         // close a session this old, used or not
+  // Where sessions run (placement), when idle ones close (the reaper) and the limit
+  // ceilings are the Sandbox's (sandbox::Options); the server relays the requests of a
+  // session placed elsewhere to it.
 
   // Threads.
   std::size_t io_threads = 2;          // run the event loop (parsing, routing, writing)

@@ -20,8 +20,20 @@
 
 namespace sandbox {
 
-enum class SessionStatus { pending, ready, closed };
-std::string_view to_string(SessionStatus) noexcept;  // "Pending", "Ready", "Closed"
+// A placed session is pending until its pod (or the cloud's session) serves, and failed if
+// it never will; a local one is ready once its agent said hello.
+enum class SessionStatus { pending, ready, failed, closed };
+std::string_view to_string(SessionStatus) noexcept;  // "Pending", "Ready", "Failed", "Closed"
+
+// Where a session placed elsewhere is served (Session::endpoint()), for front-ends that
+// relay requests as they are (the HTTP server forwards a pod's requests).
+struct Endpoint {
+  std::string base_url;       // "http://10.1.2.3:8080", the cloud gateway's; "" while a pod starts
+  std::string authorization;  // the Authorization header to send there; "" = the client's
+  std::string pod;            // the pod's name (kubernetes)
+  std::string message;        // why it is Failed or still Pending
+  std::string reason;         // the placement decision ("water level 0.41 < 0.80: local cluster")
+};
 
 struct SessionOptions {
   std::string id;                  // "" = generated; else [A-Za-z0-9_-]{1,64}
@@ -38,7 +50,9 @@ class Session {
   virtual SessionStatus status() const = 0;
   virtual const Limits& limits() const = 0;
   virtual std::string_view isolation() const = 0;  // backend name
-  virtual std::string placement() const = 0;       // "local", or where it was placed
+  virtual std::string placement() const = 0;       // "local", "kubernetes" or "cloud"
+  // Where a placed session is served; nullopt for a local one (and a remote handle).
+  virtual std::optional<Endpoint> endpoint() const { return std::nullopt; }
   virtual std::filesystem::path workspace() const = 0;
   virtual std::chrono::system_clock::time_point created() const = 0;
   virtual std::chrono::steady_clock::time_point last_used() const = 0;

@@ -97,8 +97,21 @@ Target target_from(std::string_view s) {
 
 }  // namespace
 
+std::string_view to_string(State s) noexcept {
+  switch (s) {
+    case State::pending: return "Pending";
+    case State::ready: return "Ready";
+    case State::failed: return "Failed";
+  }
+  return "?";
+}
+
+State state_from_string(std::string_view s) noexcept {
+  return s == "Ready" ? State::ready : s == "Failed" ? State::failed : State::pending;
+}
+
 json Location::to_json() const {
-  json j = {{"id", id}, {"target", std::string(to_string(target))}, {"status", status}, {"message", message},
+  json j = {{"id", id}, {"target", std::string(to_string(target))}, {"status", std::string(placement::to_string(status))}, {"message", message},
             {"base_url", base_url}, {"pod", pod}};
   if (owner) j["owner"] = *owner;
   return j;
@@ -115,7 +128,7 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
     kube_ = std::make_unique<KubeClient>(std::move(cfg));
     pod_template_ = load_pod_template(options_.placement.pod_template);
   }
-  pod_auth_ = read_token(options_.pod_token_file);
+  pod_auth_ = read_token(options_.placement.pod_token_file);
   cloud_auth_ = read_token(options_.placement.cloud_token_file);
   load();
 }
@@ -145,11 +158,11 @@ Location Gateway::create(const std::string& id, Target target, const Limits& lim
   loc.owner = owner;
   if (target == Target::kubernetes) {
     if (!kube_) throw Error(errc::failed_precondition, "no cluster configured");
-    auto pod = make_pod(pod_template_, id, limits, options_.placement.runtime_class, options_.name);
+    auto pod = make_pod(pod_template_, id, limits, options_.placement.runtime_class, options_.placement.gateway_name);
     pod["metadata"]["annotations"][std::string(kOwnerAnnotation)] = owner;
     kube_->create_pod(pod);  // 409 (another gateway's session of that id) -> already_exists
     loc.pod = pod["metadata"]["name"];
-    loc.status = "Pending";
+    loc.status = State::pending;
     loc.authorization = pod_auth_;
     std::lock_guard lock(mu_);
     sessions_[id] = loc;
@@ -165,7 +178,7 @@ Location Gateway::create(const std::string& id, Target target, const Limits& lim
     throw Error(r.status == 409 ? errc::already_exists : r.status == 400 ? errc::invalid_argument : errc::unavailable,
                 fmt::format("cloud gateway: {} {}", r.status, msg));
   }
-  loc.status = answer.is_object() ? answer.value("status", "Pending") : "Pending";
+  loc.status = answer.is_object() ? state_from_string(answer.value("status", "")) : State::pending;
   loc.base_url = options_.placement.cloud_gateway;
   loc.authorization = cloud_auth_;
   std::lock_guard lock(mu_);
@@ -179,18 +192,18 @@ void Gateway::wait_ready(std::string id, std::string pod, json session_body) {
   try {
     auto st = kube_->wait_pod(pod, [](const PodState& s) {
       return s.ready || s.phase == "Failed" || s.phase == "Succeeded";
-    }, options_.ready_timeout);
+    }, options_.placement.ready_timeout);
     update = from_pod(id, st);
-    if (update.status == "Ready") {
+    if (update.status == State::ready) {
       // The pod's server is up: create the session in it, with the client's id and limits.
       auto r = http_call(update.base_url, "POST", "/sessions", session_body.dump(), pod_auth_, std::chrono::seconds(60));
       if (r.status != 201 && r.status != 409) {
-        update.status = "Failed";
+        update.status = State::failed;
         update.message = fmt::format("the pod refused the session: {} {}", r.status, r.body.substr(0, 300));
       }
     }
   } catch (const Error& e) {
-    update.status = "Failed";
+    update.status = State::failed;
     update.message = e.message();
   }
   std::lock_guard lock(mu_);
@@ -210,15 +223,15 @@ Location Gateway::from_pod(const std::string& id, const PodState& st) const {
   if (auto o = st.annotations.find(std::string(kOwnerAnnotation)); o != st.annotations.end()) loc.owner = o->second;
   if (!st.pod_ip.empty())
     loc.base_url = fmt::format("http://{}:{}", st.pod_ip.find(':') != std::string::npos ? "[" + st.pod_ip + "]" : st.pod_ip,
-                               options_.pod_port);
+                               options_.placement.pod_port);
   if (st.gone || st.deleting) {
-    loc.status = "Failed";
+    loc.status = State::failed;
     loc.message = "the pod was deleted";
   } else if (st.phase == "Failed" || st.phase == "Succeeded") {
-    loc.status = "Failed";
+    loc.status = State::failed;
     loc.message = "the pod ended: " + st.message;
   } else {
-    loc.status = st.ready ? "Ready" : "Pending";
+    loc.status = st.ready ? State::ready : State::pending;
     loc.message = st.message;
   }
   return loc;
@@ -237,7 +250,7 @@ std::optional<Location> Gateway::find(const std::string& id) {
   if (st && !st->deleting && st->annotations[std::string(kSessionAnnotation)] == id) {
     auto loc = from_pod(id, *st);
     std::lock_guard lock(mu_);
-    if (loc.status == "Ready") sessions_.try_emplace(id, loc);
+    if (loc.status == State::ready) sessions_.try_emplace(id, loc);
     return loc;
   }
   // Another gateway burst it to the cloud (its record is its own): ask the cloud gateway.
@@ -249,13 +262,35 @@ std::optional<Location> Gateway::find(const std::string& id) {
   Location loc;
   loc.id = id;
   loc.target = Target::cloud;
-  loc.status = answer.is_object() ? answer.value("status", "Pending") : "Pending";
+  loc.status = answer.is_object() ? state_from_string(answer.value("status", "")) : State::pending;
   loc.base_url = options_.placement.cloud_gateway;
   loc.authorization = cloud_auth_;
   std::lock_guard lock(mu_);
   auto [it, added] = sessions_.try_emplace(id, loc);
   if (added) save_locked();
   return it->second;
+}
+
+std::optional<Location> Gateway::refresh(const std::string& id) {
+  auto loc = find(id);
+  if (!loc || loc->target != Target::cloud || loc->status != State::pending) return loc;
+  auto r = http_call(loc->base_url, "GET", "/sessions/" + id, "", loc->authorization, std::chrono::seconds(10));
+  auto answer = json::parse(r.body, nullptr, false);
+  if (r.status == 404) {
+    loc->status = State::failed;
+    loc->message = "the cloud gateway no longer has it";
+  } else if (r.status == 200 && answer.is_object()) {
+    loc->status = state_from_string(answer.value("status", ""));
+    if (answer.contains("message") && answer["message"].is_string()) loc->message = answer["message"];
+  } else {
+    return loc;  // the cloud gateway is busy: ask again next time
+  }
+  std::lock_guard lock(mu_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) {
+    it->second.status = loc->status;
+    it->second.message = loc->message;
+  }
+  return loc;
 }
 
 void Gateway::touch(const std::string& id) {
@@ -304,7 +339,7 @@ std::size_t Gateway::rebuild() {
     auto it = st.annotations.find(std::string(kSessionAnnotation));
     if (it == st.annotations.end()) continue;
     auto loc = from_pod(it->second, st);
-    if (loc.status == "Failed") continue;
+    if (loc.status == State::failed) continue;
     std::lock_guard lock(mu_);
     sessions_.try_emplace(loc.id, loc);
   }
@@ -341,7 +376,7 @@ void Gateway::load() {
     Location l;
     l.id = e.value("id", "");
     l.target = target_from(e.value("target", ""));
-    l.status = e.value("status", "Pending");
+    l.status = state_from_string(e.value("status", ""));
     l.base_url = e.value("base_url", "");
     if (e.contains("owner") && e["owner"].is_string()) l.owner = e["owner"].get<std::string>();
     l.authorization = cloud_auth_;

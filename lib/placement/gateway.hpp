@@ -37,19 +37,20 @@ class KubeClient;
 struct PodState;
 
 struct GatewayOptions {
-  Options placement;                           // mode, cluster, template, cloud gateway, level
+  Options placement;                           // mode, cluster, template, cloud gateway, pods
   std::filesystem::path state_dir;             // remote.json lives here; "" = not persisted
-  std::string name = "gateway";                // recorded on the pods it creates
-  std::uint16_t pod_port = 8080;               // where `sandboxctl serve` listens in the pod
-  std::filesystem::path pod_token_file;        // bearer token for the pods' servers; "" = none
-  std::chrono::milliseconds ready_timeout{120'000};  // pod creation to Ready, then Failed
 };
+
+// A placed session's state: its pod (or the cloud's session) is starting, serves, or failed.
+enum class State { pending, ready, failed };
+std::string_view to_string(State s) noexcept;  // "Pending", "Ready", "Failed"
+State state_from_string(std::string_view s) noexcept;  // anything else: pending
 
 // Where one session lives.
 struct Location {
   std::string id;
   Target target = Target::local;
-  std::string status;         // Pending, Ready, Failed
+  State status = State::pending;
   std::string message;        // why Failed / still Pending
   std::string base_url;       // "http://10.1.2.3:8080", the cloud gateway's URL; "" if local
   std::string authorization;  // the Authorization header to forward with ("" = the client's)
@@ -90,6 +91,9 @@ class Gateway {
   void touch(const std::string& id);
   // The sessions unused for `idle` or older than `lifetime` (0 = never).
   std::vector<std::string> expired(std::chrono::seconds idle, std::chrono::seconds lifetime);
+  // The cloud gateway's view of a cloud session's state (it knows when its pod is Ready),
+  // recorded; other sessions: find(). nullopt = unknown.
+  std::optional<Location> refresh(const std::string& id);
   // Deletes the pod or the cloud session and forgets it. False if it was unknown.
   bool remove(const std::string& id);
   // After a restart: the pods labelled app=libsandbox and the record file.

@@ -53,13 +53,6 @@ std::optional<double> opt_seconds(const json& obj, std::string_view name) {
   if (!std::isfinite(v) || v <= 0 || v > 1e7) invalid(fmt::format("'{}' is out of range", name));
   return v;
 }
-std::optional<std::uint64_t> opt_count(const json& obj, std::string_view name) {
-  auto* f = field(obj, name);
-  if (!f) return std::nullopt;
-  if (!f->is_number_unsigned()) invalid(fmt::format("'{}' must be a non-negative integer", name));
-  return f->get<std::uint64_t>();
-}
-
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
 }
@@ -80,46 +73,14 @@ json limits_json(const Limits& l) {
           {"history_bytes", l.history_cap()}};
 }
 
-// Limits a client asks for: the server's defaults are the ceilings, a client may only
-// lower them (the operator raises them with `sandboxctl serve --timeout/--memory`).
-Limits parse_limits(const json& j, const Limits& ceiling) {
+// Limits a client asks for, read and narrowed by the library's one rule: the server's
+// defaults are the ceilings (the operator raises them with `sandboxctl serve --timeout/--memory`).
+Limits requested_limits(const json& j, const Limits& ceiling) {
   if (!j.is_object()) invalid("'limits' must be an object");
-  Limits l = ceiling;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& key = it.key();
-    const json& value = *it;
-    if (value.is_null()) continue;  // null counts as absent, as for every field
-    auto above = [&](auto v, auto max) {
-      if (v > max)
-        throw Error(errc::permission_denied,
-                    fmt::format("limits.{} is above this server's ceiling", key));
-      return v;
-    };
-    auto seconds = [&] { return *opt_seconds(j, key); };
-    auto count = [&] { return *opt_count(j, key); };
-    if (key == "timeout") l.timeout = above(to_ms(seconds()), ceiling.timeout);
-    else if (key == "cpu_time")
-      l.cpu_time = above(std::chrono::seconds(static_cast<std::int64_t>(seconds())), ceiling.cpu_time);
-    else if (key == "cpus") {
-      if (!value.is_number()) invalid("'limits.cpus' must be a number");
-      l.cpus = above(value.get<double>(), ceiling.cpus);
-    } else if (key == "memory_bytes") l.memory_bytes = above(count(), ceiling.memory_bytes);
-    else if (key == "disk_bytes") l.disk_bytes = above(count(), ceiling.disk_bytes);
-    else if (key == "output_bytes") l.output_bytes = above(count(), ceiling.output_bytes);
-    else if (key == "upload_bytes") l.upload_bytes = above(count(), ceiling.upload_bytes);
-    else if (key == "result_bytes") l.result_bytes = above(count(), ceiling.result_cap());
-    else if (key == "image_bytes") l.image_bytes = above(count(), ceiling.image_cap());
-    else if (key == "images_bytes") l.images_bytes = above(count(), ceiling.images_cap());
-    else if (key == "history_bytes") l.history_bytes = above(count(), ceiling.history_cap());
-    else if (key == "max_processes")
-      l.max_processes = static_cast<std::uint32_t>(above(count(), std::uint64_t{ceiling.max_processes}));
-    else if (key == "open_files")
-      l.open_files = static_cast<std::uint32_t>(above(count(), std::uint64_t{ceiling.open_files}));
-    else unknown_field(key, "limits");
-  }
-  l.validate();
-  return l;
+  return narrow(ceiling, parse_limits(j.dump(), ceiling));
 }
+
+}  // namespace
 
 json session_json(const Session& s) {
   auto created = std::chrono::duration_cast<std::chrono::seconds>(
@@ -130,8 +91,14 @@ json session_json(const Session& s) {
             {"isolation", s.isolation()},
             {"created", created},
             {"limits", limits_json(s.limits())}};
+  if (auto ep = s.endpoint()) {
+    if (!ep->pod.empty()) j["pod"] = ep->pod;
+    if (!ep->message.empty()) j["message"] = ep->message;
+  }
   return j;
 }
+
+namespace {
 
 // The session a request names, in the caller's own namespace of ids (the Sandbox keys
 // sessions by owner and id): another tenant's session of the same id is not even looked
@@ -222,22 +189,27 @@ asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
     so.id = *id;
   }
   if (auto lang = opt_string(body, "language")) so.language = parse_language(*lang);
-  if (auto* l = field(body, "limits")) so.limits = parse_limits(*l, sh.sandbox.options().limits);
-  if (sh.options.gateway) {
-    bool placed = co_await create_placed(sh, x, so, body);
-    if (placed) co_return;
-  }
-  auto work = [&sh, so] { return sh.sandbox.create_session(so); };
-  auto s = co_await offload(sh.pool, work);
-  co_await x.reply(201, dump(session_json(*s)));
+  if (auto* l = field(body, "limits")) so.limits = requested_limits(*l, sh.sandbox.options().limits);
+  // The Sandbox places it (here, a pod, the cloud): a placed one answers Pending.
+  auto work = [&sh, so] {
+    auto s = sh.sandbox.create_session(so);
+    json j = session_json(*s);
+    if (auto ep = s->endpoint(); ep && !ep->reason.empty()) j["reason"] = ep->reason;
+    return j;
+  };
+  json created = co_await offload(sh.pool, work);
+  co_await x.reply(201, dump(created));
 }
 
 asio::awaitable<void> sessions_list(Shared& sh, Exchange& x) {
-  json list = json::array();
-  for (auto& s : sh.sandbox.sessions())
-    if (s->owner() == x.owner) list.push_back(session_json(*s));
-  if (sh.options.gateway)
-    for (auto& l : placed_sessions(sh, x.owner)) list.push_back(std::move(l));
+  // Placed sessions' states are the placement record's (a cloud one's: the cloud's).
+  auto work = [&sh, owner = x.owner] {
+    json list = json::array();
+    for (auto& s : sh.sandbox.sessions())
+      if (s->owner() == owner) list.push_back(session_json(*s));
+    return list;
+  };
+  json list = co_await offload(sh.pool, work);
   std::string body = dump(json{{"sessions", std::move(list)}});
   co_await x.reply(200, std::move(body));
 }
@@ -565,7 +537,7 @@ asio::awaitable<void> handle(Shared& sh, Exchange& x) {
   try {
     x.query = Query(x.match.query);
     bool placed = false;
-    if (sh.options.gateway) placed = co_await handle_placed(sh, x);
+    if (sh.sandbox.options().placement.mode != placement::Mode::local) placed = co_await handle_placed(sh, x);
     if (!placed) co_await dispatch(sh, x);
   } catch (const QuotaExceeded& e) {
     failure = e;

@@ -1,4 +1,4 @@
-// The listener, the session reaper and the server's lifecycle (start, drain, stop).
+// The listener and the server's lifecycle (start, drain, stop); the Sandbox reaps sessions.
 #include "sandbox/server.hpp"
 
 #include <fmt/format.h>
@@ -11,7 +11,6 @@
 
 #include "server/connection.hpp"
 #include "server/openapi.hpp"
-#include "server/placed.hpp"
 
 namespace sandbox::server {
 namespace {
@@ -109,32 +108,14 @@ struct Server::Impl {
     return std::max<std::size_t>(1, std::min<std::size_t>(configured, rl.rlim_cur / 2));
   }
 
-  // Every 250 ms: record finished executions in the latency histogram; every few seconds:
-  // close sessions idle past idle_timeout or older than lifetime.
+  // Every 250 ms: record finished executions in the latency histogram.
   asio::awaitable<void> sweep_loop() {
-    auto next_reap = std::chrono::steady_clock::now();
     while (!shared.stopping.load()) {
       sweep_timer.expires_after(std::chrono::milliseconds(250));
       error_code ec;
       co_await sweep_timer.async_wait(asio::redirect_error(use_awaitable, ec));
       if (shared.stopping.load()) break;
       sweep_executions();
-      if (std::chrono::steady_clock::now() >= next_reap) {
-        next_reap = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-        if (shared.options.gateway) {
-          auto reap = [this] { reap_placed(shared); };
-          co_await offload(shared.pool, reap);
-        }
-        auto doomed = expired_sessions();
-        for (auto& [owner, id] : doomed) {
-          try {
-            auto close = [this, owner, id] { shared.sandbox.close_session(id, owner); };
-            co_await offload(shared.pool, close);
-          } catch (const std::exception&) {
-            // Already closed by its owner meanwhile: nothing left to reap.
-          }
-        }
-      }
     }
   }
 
@@ -157,24 +138,6 @@ struct Server::Impl {
     for (auto& ex : ended)
       shared.metrics.observe_execution(
           static_cast<double>(ex->snapshot(Page{0, 0}).duration_ms) / 1000);
-  }
-
-  std::vector<std::pair<std::string, std::string>> expired_sessions() {  // (owner, id)
-    std::vector<std::pair<std::string, std::string>> out;
-    if (options.idle_timeout.count() <= 0 && options.lifetime.count() <= 0) return out;
-    auto now = std::chrono::steady_clock::now();
-    auto wall = std::chrono::system_clock::now();
-    for (auto& s : shared.sandbox.sessions()) {
-      if (s->status() == SessionStatus::closed) continue;
-      bool too_old = options.lifetime.count() > 0 && wall - s->created() > options.lifetime;
-      bool idle = options.idle_timeout.count() > 0 && now - s->last_used() > options.idle_timeout;
-      if (idle && !too_old) {
-        auto latest = s->latest();
-        if (latest && !latest->done()) idle = false;  // still running: not idle
-      }
-      if (too_old || idle) out.emplace_back(s->owner(), s->id());
-    }
-    return out;
   }
 
   void start() {
@@ -278,6 +241,8 @@ void Server::run() {
   stop();
   Sandbox& sb = impl_->shared.sandbox;
   for (auto& s : sb.sessions()) {
+    // Placed sessions outlive the gateway: a restarted one finds their pods again.
+    if (s->placement() != "local") continue;
     try {
       sb.close_session(s->id(), s->owner());
     } catch (const std::exception&) {

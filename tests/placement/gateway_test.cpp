@@ -127,14 +127,14 @@ class GatewayTest : public ::testing::Test {
     opts.placement.kubeconfig = fk.kubeconfig();
     opts.placement.pod_template = dir + "/template.json";
     opts.state_dir = dir + "/gw";
-    opts.ready_timeout = 30s;
+    opts.placement.ready_timeout = 30s;
   }
 
   Location wait_ready(Gateway& gw, const std::string& id) {
     auto deadline = Clock::now() + 30s;
     while (Clock::now() < deadline) {
       auto loc = gw.find(id);
-      if (loc && loc->status != "Pending") return *loc;
+      if (loc && loc->status != State::pending) return *loc;
       std::this_thread::sleep_for(20ms);
     }
     ADD_FAILURE() << "never left Pending";
@@ -151,11 +151,11 @@ TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
   EXPECT_EQ(gw.place({}).target, Target::kubernetes);
   auto t0 = Clock::now();
   auto loc = gw.create("pod-s1", Target::kubernetes, Limits{}, json::object(), "tenant-a");
-  EXPECT_EQ(loc.status, "Pending");
+  EXPECT_EQ(loc.status, State::pending);
   EXPECT_EQ(loc.owner, "tenant-a");
   EXPECT_EQ(loc.pod, pod_name("pod-s1"));
   loc = wait_ready(gw, "pod-s1");
-  ASSERT_EQ(loc.status, "Ready") << loc.message << " (pod log: " << dir << "/logs)";
+  ASSERT_EQ(loc.status, State::ready) << loc.message << " (pod log: " << dir << "/logs)";
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   std::printf("POST -> Ready on the fake: %lld ms\n", static_cast<long long>(ms));
   EXPECT_EQ(loc.base_url.rfind("http://127.0.10.", 0), 0u) << loc.base_url;
@@ -200,7 +200,7 @@ TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
   Gateway other(opts);
   auto found = other.find("pod-s1");
   ASSERT_TRUE(found);
-  EXPECT_EQ(found->status, "Ready");
+  EXPECT_EQ(found->status, State::ready);
   EXPECT_EQ(found->owner, "tenant-a") << "the owner travels with the pod, for every gateway to check";
   EXPECT_EQ(found->base_url, loc.base_url);
   EXPECT_FALSE(other.find("no-such-session"));
@@ -220,7 +220,7 @@ TEST_F(GatewayTest, APodThatFailsIsReported) {
   Gateway gw(opts);
   gw.create("bad-1", Target::kubernetes, Limits{}, json::object());
   auto loc = wait_ready(gw, "bad-1");
-  EXPECT_EQ(loc.status, "Failed");
+  EXPECT_EQ(loc.status, State::failed);
   EXPECT_FALSE(loc.message.empty());
   EXPECT_TRUE(gw.remove("bad-1"));
 }
