@@ -1,6 +1,7 @@
-// Base64 (RFC 4648, padded, no line breaks) through OpenSSL: the one codec of the tree.
-// Images travel as bytes inside the library; base64 exists only at the JSON edges (the
-// kernels' DONE frame, sandbox::to_json, kubeconfig data).
+// Base64 (RFC 4648, standard alphabet), by OpenSSL's EVP block codec.
+//
+//   sys::base64_encode("hi") == "aGk=";
+//   sys::base64_decode("aGk") == "hi";   // padding optional, whitespace skipped
 #pragma once
 
 #include <string>
@@ -8,9 +9,12 @@
 
 namespace sandbox::sys {
 
+// Padded, no line breaks.
 std::string base64_encode(std::string_view bytes);
-// Throws sandbox::Error(invalid_argument) on text that is not padded base64.
-// ASCII whitespace is ignored, as in kubeconfig files.
+
+// Whitespace (space, tab, CR, LF) anywhere is skipped, as PEM-ish text wraps lines; the
+// '=' padding is optional, but only at the end and at most two. Anything else - another
+// character, a length that no encoding has - throws sandbox::Error(invalid_argument).
 std::string base64_decode(std::string_view text);
 
 }  // namespace sandbox::sys
