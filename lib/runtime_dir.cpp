@@ -30,7 +30,7 @@ std::filesystem::path find_runtime_dir(const std::filesystem::path& configured) 
   // lives anywhere, and an installed prefix may have been moved.
   Dl_info self{};
   if (::dladdr(reinterpret_cast<void*>(&find_runtime_dir), &self) && self.dli_fname && exe != self.dli_fname)
-    candidates.push_back(fs::path(self.dli_fname).parent_path() / SANDBOX_LIB_TO_RUNTIME);
+    candidates.push_back((fs::path(self.dli_fname).parent_path() / SANDBOX_LIB_TO_RUNTIME).lexically_normal());
   candidates.emplace_back(SANDBOX_INSTALL_RUNTIME_DIR);
   candidates.emplace_back(SANDBOX_BUILD_RUNTIME_DIR);
   for (const auto& c : candidates) {
