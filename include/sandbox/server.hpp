@@ -35,6 +35,10 @@ struct Options {
   std::uint16_t port = 8080;           // 0 = an ephemeral port (see Server::port())
   std::filesystem::path token_file;    // bearer tokens, one per line (`name:token`); "" = open
   bool auto_create = true;             // a seed route on an unknown session id creates it
+  // TLS (PEM files: the certificate chain and its key); both empty = plain HTTP. With them
+  // every connection is HTTPS and url() says https://.
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
   // kubernetes/hybrid placement: new sessions go where the gateway places them and the
   // requests of a session placed elsewhere are forwarded there. null = every session here.
   std::shared_ptr<placement::Gateway> gateway;
@@ -90,7 +94,7 @@ class Server {
   void start();
   // The bound port (after start()).
   std::uint16_t port() const;
-  // "http://127.0.0.1:PORT"
+  // "http://127.0.0.1:PORT" ("https://..." with TLS, "[::1]" bracketed)
   std::string url() const;
   // Stops accepting, lets in-flight requests finish (up to drain_timeout), closes idle
   // connections and joins the threads. Idempotent.

@@ -144,7 +144,8 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   auto idle = std::chrono::duration_cast<std::chrono::seconds>(sh.options.max_wait) + sh.options.write_timeout;
   placement::Forwarded f;
   try {
-    f = co_await placement::forward(x.stream(), x.buffer(), x.parser(), loc->base_url, loc->authorization, idle);
+    f = co_await placement::forward(x.stream(), x.buffer(), x.parser(), loc->base_url, loc->authorization, idle,
+                                    /*allow_plaintext_token=*/loc->target == Target::kubernetes);
   } catch (...) {
     x.keep_alive = false;  // part of the request body may be gone upstream
     throw;
