@@ -22,7 +22,7 @@ install(EXPORT sandbox-targets
 get_target_property(SANDBOX_LIBRARY_TYPE sandbox TYPE)
 if(SANDBOX_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
   set(SANDBOX_STATIC ON)
-  set(SANDBOX_PC_PRIVATE_REQUIRES "fmt libseccomp")
+  set(SANDBOX_PC_PRIVATE_REQUIRES "fmt libseccomp openssl")
 else()
   set(SANDBOX_STATIC OFF)
   set(SANDBOX_PC_PRIVATE_REQUIRES "")
