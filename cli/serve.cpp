@@ -24,6 +24,8 @@ and close every session.
   --state-dir DIR      where sessions live (default: a private temporary directory)
   --isolation NAME     runsc | namespaces | rlimit (default: the strongest this host has)
   --token-file FILE    bearer tokens, one per line (`name:token`); required beyond loopback
+  --tls-cert FILE      serve HTTPS with this PEM certificate chain (with --tls-key)
+  --tls-key FILE       the certificate's PEM private key
   --no-auto-create     a seed route on an unknown session id answers 404 instead of creating it
   --idle-timeout S     close sessions unused for S seconds (default 1800; 0 = never)
   --lifetime S         close sessions S seconds after creation (default 0 = never)
@@ -127,6 +129,8 @@ int serve_main(int argc, char** argv) {
     else if (a == "--state-dir") so.state_dir = std::string(value());
     else if (a == "--isolation") so.isolation = std::string(value());
     else if (a == "--token-file") o.token_file = std::string(value());
+    else if (a == "--tls-cert") o.tls_cert = std::string(value());
+    else if (a == "--tls-key") o.tls_key = std::string(value());
     else if (a == "--no-auto-create") o.auto_create = false;
     else if (a == "--idle-timeout") so.idle_timeout = std::chrono::seconds(number(a, value()));
     else if (a == "--lifetime") so.lifetime = std::chrono::seconds(number(a, value()));

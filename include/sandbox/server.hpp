@@ -35,6 +35,10 @@ struct Options {
   // Where sessions run (placement), when idle ones close (the reaper) and the limit
   // ceilings are the Sandbox's (sandbox::Options); the server relays the requests of a
   // session placed elsewhere to it.
+  // TLS (PEM files: the certificate chain and its key); both empty = plain HTTP. With them
+  // every connection is HTTPS and url() says https://.
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
 
   // Threads.
   std::size_t io_threads = 2;          // run the event loop (parsing, routing, writing)
@@ -83,7 +87,7 @@ class Server {
   void start();
   // The bound port (after start()).
   std::uint16_t port() const;
-  // "http://127.0.0.1:PORT"
+  // "http://127.0.0.1:PORT" ("https://..." with TLS, "[::1]" bracketed)
   std::string url() const;
   // Stops accepting, lets in-flight requests finish (up to drain_timeout), closes idle
   // connections and joins the threads. Idempotent.

@@ -4,11 +4,18 @@
 
 #include <sandbox/error.hpp>
 
+#include "net/dial.hpp"
+#include "net/url.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
 
 namespace sandbox::placement {
 
@@ -28,7 +35,7 @@ void drop_hop_by_hop(Fields& f) {
 
 // Moves the body of the message `p` is parsing from `in` to `out` through `sr`.
 template <bool isRequest>
-asio::awaitable<std::uint64_t> relay_body(beast::tcp_stream& out, beast::tcp_stream& in,
+asio::awaitable<std::uint64_t> relay_body(net::Stream& out, net::Stream& in,
                                           beast::flat_buffer& in_buf,
                                           http::parser<isRequest, http::buffer_body>& p,
                                           http::serializer<isRequest, http::buffer_body>& sr,
@@ -62,39 +69,41 @@ asio::awaitable<std::uint64_t> relay_body(beast::tcp_stream& out, beast::tcp_str
   co_return total;
 }
 
+// One Dialer per upstream origin: an https:// upstream's TLS context (the system store
+// loaded once) is shared by every relay to it. Upstreams are few (pods, a cloud gateway);
+// the map is bounded anyway.
+std::shared_ptr<const net::Dialer> dialer_for(const net::Url& url) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<const net::Dialer>> dialers;
+  std::lock_guard lock(mu);
+  if (auto it = dialers.find(url.origin()); it != dialers.end()) return it->second;
+  if (dialers.size() >= 1024) dialers.clear();
+  auto d = std::make_shared<const net::Dialer>(url, net::ClientOptions{});
+  dialers.emplace(url.origin(), d);
+  return d;
+}
+
 }  // namespace
 
-asio::awaitable<Forwarded> forward(beast::tcp_stream& client, beast::flat_buffer& client_buffer,
+asio::awaitable<Forwarded> forward(net::Stream& client, beast::flat_buffer& client_buffer,
                                    http::request_parser<http::buffer_body>& parser,
                                    const std::string& upstream, const std::string& authorization,
-                                   std::chrono::seconds idle_timeout) {
-  std::string_view url = upstream;
-  if (!url.starts_with("http://"))
-    throw Error(errc::invalid_argument, fmt::format("only http:// upstreams are supported, not '{}'", upstream));
-  url.remove_prefix(7);
-  url = url.substr(0, url.find('/'));
-  auto colon = url.rfind(':');
-  std::string host(url.substr(0, colon));
-  std::string port = colon == std::string_view::npos ? "80" : std::string(url.substr(colon + 1));
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+                                   std::chrono::seconds idle_timeout, bool allow_plaintext_token) {
+  const auto url = net::Url::parse(upstream);
+  auto& req = parser.get();
+  net::check_token_transport(url, !authorization.empty() || req.find(http::field::authorization) != req.end(),
+                             allow_plaintext_token);
+  auto dialer = dialer_for(url);
 
   Forwarded out;
   bool client_keep_alive = parser.get().keep_alive();
   auto ex = co_await asio::this_coro::executor;
-  beast::tcp_stream up(ex);
-  try {
-    asio::ip::tcp::resolver resolver(ex);
-    up.expires_after(std::chrono::seconds(10));
-    auto eps = co_await resolver.async_resolve(host, port, asio::use_awaitable);
-    co_await up.async_connect(eps, asio::use_awaitable);
-  } catch (const boost::system::system_error& e) {
-    throw Error(errc::unavailable, fmt::format("the session's server at {} is unreachable: {}", upstream, e.code().message()));
-  }
+  auto up = co_await dialer->dial(ex);  // Error(unavailable) names the upstream and why
 
   // Up: the request, its body streamed from the client as it arrives.
-  auto& req = parser.get();
   drop_hop_by_hop(req);
-  req.set(http::field::host, std::string(url));
+  req.set(http::field::host, url.authority());
+  if (!url.path.empty()) req.target(url.path + std::string(req.target()));
   if (!authorization.empty()) req.set(http::field::authorization, authorization);
   req.keep_alive(false);  // one upstream connection per request: nothing to pool or poison
   try {
@@ -130,6 +139,7 @@ asio::awaitable<Forwarded> forward(beast::tcp_stream& client, beast::flat_buffer
   }
   beast::error_code ignored;
   up.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  up.close();
   co_return out;
 }
 

@@ -3,7 +3,7 @@
 //
 // Uploads go up chunk by chunk as they arrive, downloads and server-sent events come back
 // the same way: nothing is buffered whole, so a 10 MiB upload or an endless event stream
-// costs a 16 KiB buffer. Hop-by-hop headers are dropped; Authorization is replaced when the
+// costs a 16 KiB buffer. The upstream is dialed through net::Dialer, as the sync client does. Hop-by-hop headers are dropped; Authorization is replaced when the
 // upstream has its own token (the client's token authenticated it to this gateway).
 //
 //   // in a connection coroutine, after the request header was read into `parser`:
@@ -17,6 +17,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include "net/stream.hpp"
 
 #include <chrono>
 #include <limits>
@@ -33,14 +35,17 @@ struct Forwarded {
   bool responded = false;         // something was written to the client
 };
 
-// Relays the request whose header `parser` holds (its body not yet read) from `client` to
-// `upstream` ("http://host:port"). Throws sandbox::Error(unavailable) when the upstream
-// cannot be reached or fails before anything was written to the client (the caller answers
-// 502/503); a failure after that returns with keep_alive = false.
+// Relays the request whose header `parser` holds (its body not yet read) from `client` (plain
+// or TLS) to `upstream` (any URL net::Url takes: http:// or https:// verified against the
+// system store, IPv4, [IPv6], a path prefix). Throws sandbox::Error(unavailable) when the
+// upstream cannot be reached or fails before anything was written to the client (the caller
+// answers 502/503); a failure after that returns with keep_alive = false. A token (ours or
+// the client's) is refused in clear to a non-loopback upstream (permission_denied) unless
+// `allow_plaintext_token` (a pod on the cluster network).
 boost::asio::awaitable<Forwarded> forward(
-    boost::beast::tcp_stream& client, boost::beast::flat_buffer& client_buffer,
+    net::Stream& client, boost::beast::flat_buffer& client_buffer,
     boost::beast::http::request_parser<boost::beast::http::buffer_body>& parser,
     const std::string& upstream, const std::string& authorization,
-    std::chrono::seconds idle_timeout);
+    std::chrono::seconds idle_timeout, bool allow_plaintext_token = false);
 
 }  // namespace sandbox::placement

@@ -1,4 +1,4 @@
-// placement/gateway.cpp: pods and cloud sessions, the record file, and a small HTTP client.
+// placement/gateway.cpp: pods and cloud sessions, the record file, and the gateway's calls.
 #include "placement/gateway.hpp"
 
 #include "placement/kube_client.hpp"
@@ -6,75 +6,32 @@
 
 #include <sandbox/error.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include "net/http_client.hpp"
+
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include <fstream>
 #include <sstream>
 
 namespace sandbox::placement {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using json = nlohmann::json;
 
 // ---------------------------------------------------------------------------------------
-// Plain HTTP
+// HTTP (the one client: http:// or https://, IPv4 or [IPv6])
 
 HttpReply http_call(const std::string& base_url, std::string_view method, const std::string& target,
                     const std::string& body, const std::string& authorization,
-                    std::chrono::milliseconds timeout) {
-  std::string_view url = base_url;
-  if (!url.starts_with("http://"))
-    throw Error(errc::invalid_argument, fmt::format("only http:// upstreams are supported, not '{}'", base_url));
-  url.remove_prefix(7);
-  std::string_view hostport = url.substr(0, url.find('/'));
-  std::string prefix(url.substr(hostport.size()));
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  auto colon = hostport.rfind(':');
-  std::string host(hostport.substr(0, colon)), port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
-
-  asio::io_context ioc;
-  HttpReply reply;
-  std::exception_ptr failure;
-  auto run = [&]() -> asio::awaitable<void> {
-    beast::tcp_stream stream(ioc);
-    stream.expires_after(timeout);
-    asio::ip::tcp::resolver resolver(ioc);
-    auto eps = co_await resolver.async_resolve(host, port, asio::use_awaitable);
-    co_await stream.async_connect(eps, asio::use_awaitable);
-    http::request<http::string_body> req{http::string_to_verb({method.data(), method.size()}), prefix + target, 11};
-    req.set(http::field::host, std::string(hostport));
-    if (!authorization.empty()) req.set(http::field::authorization, authorization);
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = body;
-    }
-    req.prepare_payload();
-    co_await http::async_write(stream, req, asio::use_awaitable);
-    beast::flat_buffer buf;
-    http::response_parser<http::string_body> p;
-    p.body_limit(16u << 20);
-    co_await http::async_read(stream, buf, p, asio::use_awaitable);
-    reply.status = p.get().result_int();
-    reply.body = std::move(p.get().body());
-  };
-  asio::co_spawn(ioc, run(), [&](std::exception_ptr e) { failure = e; });
-  ioc.run();
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-      throw Error(errc::unavailable, fmt::format("{} {}{}: {}", method, base_url, target, e.what()));
-    }
-  }
-  return reply;
+                    std::chrono::milliseconds timeout, bool allow_plaintext_token) {
+  net::Client client(net::Url::parse(base_url), {.authorization = authorization,
+                                                 .allow_plaintext_token = allow_plaintext_token,
+                                                 .connect_timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(10)),
+                                                 .timeout = timeout,
+                                                 .body_limit = 16u << 20});
+  auto r = client.request({.method = std::string(method), .target = target, .body = body});
+  return {r.status, std::move(r.body)};
 }
 
 namespace {
@@ -196,7 +153,8 @@ void Gateway::wait_ready(std::string id, std::string pod, json session_body) {
     update = from_pod(id, st);
     if (update.status == State::ready) {
       // The pod's server is up: create the session in it, with the client's id and limits.
-      auto r = http_call(update.base_url, "POST", "/sessions", session_body.dump(), pod_auth_, std::chrono::seconds(60));
+      auto r = http_call(update.base_url, "POST", "/sessions", session_body.dump(), pod_auth_, std::chrono::seconds(60),
+                         /*allow_plaintext_token=*/true);  // the pod's server, on the cluster network
       if (r.status != 201 && r.status != 409) {
         update.status = State::failed;
         update.message = fmt::format("the pod refused the session: {} {}", r.status, r.body.substr(0, 300));

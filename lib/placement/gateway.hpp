@@ -116,14 +116,16 @@ class Gateway {
   std::vector<std::jthread> waiters_;
 };
 
-// One plain-HTTP exchange (to a pod or a gateway), for the gateway's own calls.
+// One HTTP exchange (to a pod or a gateway, http:// or https://), for the gateway's own calls.
 struct HttpReply {
   unsigned status = 0;
   std::string body;
 };
-// Throws Error(unavailable) when the peer cannot be reached in `timeout`.
+// Throws Error(unavailable) when the peer cannot be reached in `timeout`, invalid_argument for
+// a bad URL, permission_denied for a token in clear to a non-loopback host unless
+// `allow_plaintext_token` (a pod's server on the cluster network).
 HttpReply http_call(const std::string& base_url, std::string_view method, const std::string& target,
                     const std::string& body, const std::string& authorization,
-                    std::chrono::milliseconds timeout);
+                    std::chrono::milliseconds timeout, bool allow_plaintext_token = false);
 
 }  // namespace sandbox::placement

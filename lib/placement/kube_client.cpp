@@ -6,19 +6,10 @@
 
 #include <sandbox/error.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include "net/http_client.hpp"
+#include "net/url.hpp"
+
 #include <fmt/format.h>
-#include <openssl/ssl.h>
 
 #include <charconv>
 #include <limits>
@@ -30,9 +21,6 @@
 
 namespace sandbox::placement {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -100,33 +88,17 @@ std::string data_or_file(const json& j, std::string_view data_key, std::string_v
   return {};
 }
 
-void set_server(KubeConfig& c, std::string_view url) {
-  constexpr std::string_view https = "https://";
-  if (!url.starts_with(https))
-    throw Error(errc::invalid_argument, fmt::format("kubeconfig: server '{}' is not https://", url));
-  url.remove_prefix(https.size());
-  auto slash = url.find('/');
-  std::string_view hostport = url.substr(0, slash);
-  c.base_path = slash == std::string_view::npos ? "" : std::string(url.substr(slash));
-  while (!c.base_path.empty() && c.base_path.back() == '/') c.base_path.pop_back();
-  if (hostport.starts_with('[')) {  // [v6]:port
-    auto close = hostport.find(']');
-    if (close == std::string_view::npos) throw Error(errc::invalid_argument, "kubeconfig: bad server");
-    c.host = std::string(hostport.substr(1, close - 1));
-    if (close + 1 < hostport.size() && hostport[close + 1] == ':') c.port = hostport.substr(close + 2);
-  } else if (auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
-    c.host = std::string(hostport.substr(0, colon));
-    c.port = std::string(hostport.substr(colon + 1));
-  } else {
-    c.host = std::string(hostport);
+void set_server(KubeConfig& c, std::string_view server) {
+  net::Url u;
+  try {
+    u = net::Url::parse(server);
+  } catch (const Error& e) {
+    throw Error(errc::invalid_argument, "kubeconfig: server: " + e.message());
   }
-  if (c.host.empty()) throw Error(errc::invalid_argument, "kubeconfig: server has no host");
-}
-
-bool is_ip(const std::string& host) {
-  boost::system::error_code ec;
-  asio::ip::make_address(host, ec);
-  return !ec;
+  if (!u.tls) throw Error(errc::invalid_argument, fmt::format("kubeconfig: server '{}' is not https://", server));
+  c.host = u.host;
+  c.port = std::to_string(u.port);
+  c.base_path = u.path;
 }
 
 }  // namespace
@@ -241,18 +213,17 @@ std::string url_encode(std::string_view s) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The exchange: one TLS connection, one request, one response (or a stream of lines)
+// The exchange: the one HTTP client (lib/net), kept alive between calls
 
-struct KubeClient::Tls {
-  asio::ssl::context ctx{asio::ssl::context::tls_client};
+struct KubeClient::Http {
+  net::Client client;
 };
 
 namespace {
 
 // A failure worth retrying: the request may not have been served.
 struct Transient : std::runtime_error {
-  bool timed_out;
-  Transient(const std::string& m, bool t) : std::runtime_error(m), timed_out(t) {}
+  using std::runtime_error::runtime_error;
 };
 
 struct Reply {
@@ -261,116 +232,26 @@ struct Reply {
   std::string retry_after;
 };
 
-using Stream = beast::ssl_stream<beast::tcp_stream>;
+net::Request kube_request(std::string_view method, const std::string& target, std::string body,
+                          const std::string& auth, std::chrono::milliseconds timeout) {
+  net::Request req{.method = std::string(method), .target = target, .body = std::move(body),
+                   .headers = {{"Accept", "application/json"}}, .timeout = timeout};
+  if (!auth.empty()) req.headers.emplace_back("Authorization", auth);
+  return req;
+}
 
-struct Exchange {
-  const KubeConfig& cfg;
-  asio::ssl::context& ctx;
-  std::string method, target, body, auth, user_agent;
-  Clock::time_point deadline;
-  // For watches: called per line of a 200 response; false stops reading.
-  const std::function<bool(std::string_view)>* on_line = nullptr;
-
-  http::request<http::string_body> request() const {
-    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    req.set(http::field::host, cfg.host.find(':') != std::string::npos
-                                   ? "[" + cfg.host + "]:" + cfg.port : cfg.host + ":" + cfg.port);
-    req.set(http::field::accept, "application/json");
-    req.set(http::field::user_agent, user_agent);
-    if (!auth.empty()) req.set(http::field::authorization, auth);
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = body;
-    }
-    req.prepare_payload();
-    return req;
+// Runs one exchange; connection failures and timeouts become Transient, a TLS failure
+// (the config is wrong) an Error at once.
+template <class F>
+Reply perform(F&& f) {
+  try {
+    net::Response r = f();
+    return Reply{r.status, std::move(r.body), r.header("retry-after")};
+  } catch (const Error& e) {
+    if (e.code_value() != errc::unavailable) throw;
+    if (e.message().find("TLS") != std::string::npos) throw Error(errc::unavailable, "kubernetes: " + e.message());
+    throw Transient(e.message());
   }
-
-  asio::awaitable<Reply> run(asio::io_context& ioc) {
-    Stream stream(ioc, ctx);
-    auto& tcp = beast::get_lowest_layer(stream);
-    std::string name = cfg.tls_server_name.empty() ? cfg.host : cfg.tls_server_name;
-    if (!is_ip(name)) SSL_set_tlsext_host_name(stream.native_handle(), name.c_str());
-    if (!cfg.insecure_skip_tls_verify) {
-      stream.set_verify_mode(asio::ssl::verify_peer);
-      stream.set_verify_callback(asio::ssl::host_name_verification(name));
-    } else {
-      stream.set_verify_mode(asio::ssl::verify_none);
-    }
-    asio::ip::tcp::resolver resolver(ioc);
-    tcp.expires_at(deadline);
-    auto endpoints = co_await resolver.async_resolve(cfg.host, cfg.port, asio::use_awaitable);
-    co_await tcp.async_connect(endpoints, asio::use_awaitable);
-    co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
-    co_await http::async_write(stream, request(), asio::use_awaitable);
-
-    beast::flat_buffer buf;
-    Reply reply;
-    if (!on_line) {
-      http::response_parser<http::string_body> p;
-      p.body_limit(64u << 20);
-      co_await http::async_read(stream, buf, p, asio::use_awaitable);
-      reply.status = p.get().result_int();
-      reply.body = std::move(p.get().body());
-      reply.retry_after = std::string(p.get()[http::field::retry_after]);
-    } else {
-      http::response_parser<http::buffer_body> p;
-      p.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 takes "len > none" as true
-      co_await http::async_read_header(stream, buf, p, asio::use_awaitable);
-      reply.status = p.get().result_int();
-      reply.retry_after = std::string(p.get()[http::field::retry_after]);
-      std::string pending;
-      char chunk[16384];
-      while (!p.is_done()) {
-        p.get().body().data = chunk;
-        p.get().body().size = sizeof chunk;
-        boost::system::error_code ec;
-        // read_some: hand over each event as it arrives, not when the buffer is full.
-        co_await http::async_read_some(stream, buf, p, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec == beast::error::timeout) break;  // the caller's deadline: a normal end
-        if (ec) throw boost::system::system_error(ec);
-        pending.append(chunk, sizeof chunk - p.get().body().size);
-        if (reply.status != 200) continue;  // an error Status: collected whole below
-        std::size_t nl;
-        bool more = true;
-        while (more && (nl = pending.find('\n')) != std::string::npos) {
-          more = (*on_line)(std::string_view(pending).substr(0, nl));
-          pending.erase(0, nl + 1);
-        }
-        if (!more) break;
-      }
-      if (reply.status != 200) reply.body = std::move(pending);
-    }
-    beast::error_code ignored;
-    tcp.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    co_return reply;
-  }
-};
-
-Reply perform(Exchange& x) {
-  asio::io_context ioc;
-  Reply reply;
-  std::exception_ptr failure;
-  asio::co_spawn(ioc, x.run(ioc), [&](std::exception_ptr e, Reply r) {
-    failure = e;
-    reply = std::move(r);
-  });
-  ioc.run();
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const boost::system::system_error& e) {
-      bool timed_out = e.code() == beast::error::timeout;
-      // TLS verification failures are not transient: the config is wrong.
-      if (e.code().category() == asio::error::get_ssl_category() ||
-          std::string_view(e.code().category().name()) == "asio.ssl.stream")
-        throw Error(errc::unavailable, fmt::format("kubernetes: TLS with {}:{} failed: {}",
-                                                   x.cfg.host, x.cfg.port, e.code().message()));
-      throw Transient(fmt::format("{}:{}: {}", x.cfg.host, x.cfg.port, e.code().message()), timed_out);
-    }
-  }
-  return reply;
 }
 
 // The Status message of an error body, or the body itself.
@@ -401,20 +282,29 @@ bool retryable(unsigned s) { return s == 429 || s == 500 || s == 502 || s == 503
 }  // namespace
 
 KubeClient::KubeClient(KubeConfig config, ClientOptions options)
-    : config_(std::move(config)), options_(std::move(options)), tls_(std::make_unique<Tls>()) {
-  auto& ctx = tls_->ctx;
-  ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                  asio::ssl::context::no_tlsv1_1);
+    : config_(std::move(config)), options_(std::move(options)) {
+  net::Url url;
+  url.tls = true;
+  url.host = config_.host;
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(config_.port.data(), config_.port.data() + config_.port.size(), port);
+  if (ec != std::errc{} || end != config_.port.data() + config_.port.size() || port < 1 || port > 65535)
+    throw Error(errc::invalid_argument, fmt::format("kubernetes: bad port '{}'", config_.port));
+  url.port = static_cast<std::uint16_t>(port);
+  url.path = config_.base_path;
   try {
-    if (!config_.ca_pem.empty()) ctx.add_certificate_authority(asio::buffer(config_.ca_pem));
-    else ctx.set_default_verify_paths();
-    if (!config_.client_cert_pem.empty()) {
-      ctx.use_certificate_chain(asio::buffer(config_.client_cert_pem));
-      ctx.use_private_key(asio::buffer(config_.client_key_pem), asio::ssl::context::pem);
-    }
-  } catch (const boost::system::system_error& e) {
-    throw Error(errc::invalid_argument, fmt::format("kubernetes: bad certificate or key: {}", e.what()));
+    http_.reset(new Http{net::Client(
+        std::move(url), {.ca_pem = config_.ca_pem,
+                         .client_cert_pem = config_.client_cert_pem,
+                         .client_key_pem = config_.client_key_pem,
+                         .server_name = config_.tls_server_name,
+                         .verify = !config_.insecure_skip_tls_verify,
+                         .connect_timeout = options_.call_timeout,
+                         .timeout = options_.call_timeout,
+                         .body_limit = 64u << 20,
+                         .user_agent = options_.user_agent})});  // Http{} is built in place
+  } catch (const Error& e) {
+    throw Error(errc::invalid_argument, fmt::format("kubernetes: bad certificate or key: {}", e.message()));
   }
 }
 
@@ -430,7 +320,7 @@ std::string KubeClient::bearer() const {
 namespace {
 
 // One call with retries. `attempts` says how many were made (create_pod's 409 logic).
-json call_with_retries(const KubeConfig& cfg, asio::ssl::context& ctx, const ClientOptions& o,
+json call_with_retries(net::Client& http, const ClientOptions& o,
                        const std::string& auth, std::string_view method, const std::string& target,
                        const json* body, int& attempts) {
   thread_local std::minstd_rand rng{std::random_device{}()};
@@ -438,11 +328,9 @@ json call_with_retries(const KubeConfig& cfg, asio::ssl::context& ctx, const Cli
   std::string last;
   unsigned last_status = 0;
   for (attempts = 1; attempts <= o.max_attempts; ++attempts) {
-    Exchange x{cfg, ctx, std::string(method), cfg.base_path + target, body ? body->dump() : "",
-               auth, o.user_agent, Clock::now() + o.call_timeout};
     std::chrono::milliseconds wait = backoff;
     try {
-      Reply r = perform(x);
+      Reply r = perform([&] { return http.request(kube_request(method, target, body ? body->dump() : "", auth, o.call_timeout)); });
       if (r.status >= 200 && r.status < 300)
         return r.body.empty() ? json() : json::parse(r.body, nullptr, false);
       last_status = r.status;
@@ -455,7 +343,7 @@ json call_with_retries(const KubeConfig& cfg, asio::ssl::context& ctx, const Cli
         wait = std::min<std::chrono::milliseconds>(std::chrono::seconds(secs), o.backoff_max);
     } catch (const Transient& t) {
       last_status = 0;
-      last = fmt::format("kubernetes: {} {}: {}", method, target, t.what());
+      last = fmt::format("kubernetes: {}", t.what());
     }
     if (attempts == o.max_attempts) break;
     // Full jitter on the exponential step keeps gateways from retrying in lockstep.
@@ -476,13 +364,13 @@ std::string pods_path(const KubeConfig& c) {
 
 json KubeClient::call(std::string_view method, const std::string& target, const json* body) {
   int attempts = 0;
-  return call_with_retries(config_, tls_->ctx, options_, bearer(), method, target, body, attempts);
+  return call_with_retries(http_->client, options_, bearer(), method, target, body, attempts);
 }
 
 json KubeClient::create_pod(const json& pod) {
   int attempts = 0;
   try {
-    return call_with_retries(config_, tls_->ctx, options_, bearer(), "POST", pods_path(config_),
+    return call_with_retries(http_->client, options_, bearer(), "POST", pods_path(config_),
                              &pod, attempts);
   } catch (const Error& e) {
     // An earlier attempt may have created it before failing to answer: if what exists is
@@ -558,14 +446,24 @@ void KubeClient::watch_pods(std::string_view label_selector, std::string_view fi
     }
     return on_event(WatchEvent{type, PodState::from_json(obj), obj});
   };
-  Exchange x{config_, tls_->ctx, "GET", config_.base_path + target, "", bearer(),
-             options_.user_agent, deadline};
-  x.on_line = &on_line;
+  // Lines of the stream are events; a chunk may end mid-line.
+  std::string pending;
+  std::function<bool(std::string_view)> on_chunk = [&](std::string_view chunk) {
+    pending.append(chunk);
+    std::size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      bool more = on_line(std::string_view(pending).substr(0, nl));
+      pending.erase(0, nl + 1);
+      if (!more) return false;
+    }
+    return Clock::now() < deadline;
+  };
+  auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   Reply r;
   try {
-    r = perform(x);
+    r = perform([&] { return http_->client.stream(kube_request("GET", target, "", bearer(), idle), on_chunk); });
   } catch (const Transient& t) {
-    if (t.timed_out) return;  // the deadline passed
+    if (Clock::now() + std::chrono::milliseconds(50) >= deadline) return;  // the deadline passed
     throw Error(errc::unavailable, fmt::format("kubernetes: watch: {}", t.what()));
   }
   if (r.status != 200)

@@ -1,7 +1,7 @@
 // placement/kube_client.hpp: a Kubernetes REST client for the few calls placement needs.
 //
-// Beast over Asio SSL, one TLS connection per call (calls are per session, not per request),
-// so a KubeClient is safe to share between threads. TLS is verified against the cluster's CA
+// Over the one HTTP client (net/http_client.hpp): TLS, kept-alive connections pooled, so a
+// KubeClient is safe to share between threads. TLS is verified against the cluster's CA
 // unless the kubeconfig says insecure-skip-tls-verify.
 //
 // What each failure of the API becomes (every call):
@@ -151,12 +151,12 @@ class KubeClient {
                       const nlohmann::json* body = nullptr);
 
  private:
-  struct Tls;
+  struct Http;
   std::string bearer() const;
 
   KubeConfig config_;
   ClientOptions options_;
-  std::unique_ptr<Tls> tls_;
+  std::unique_ptr<Http> http_;  // keeps the TLS connections alive between calls
 };
 
 // Percent-encodes a query value.

@@ -240,12 +240,25 @@ asio::awaitable<void> serve_connection(Shared& shared, tcp::socket socket) {
     auto ep = socket.remote_endpoint(ec);
     if (!ec) remote = fmt::format("{}:{}", ep.address().to_string(), ep.port());
   }
-  Stream stream(std::move(socket));
+  Stream stream = shared.tls ? Stream(beast::tcp_stream(std::move(socket)), *shared.tls)
+                             : Stream(beast::tcp_stream(std::move(socket)));
   state->stream = &stream;
   struct Unhook {
     ConnectionState& s;
     ~Unhook() { s.stream = nullptr; }
   } unhook{*state};
+  if (auto* tls = stream.tls()) {
+    // The handshake is part of the request header's budget (a slow handshake is slowloris
+    // too); a client that does not speak TLS is dropped here, with nothing to answer.
+    stream.expires_after(opt.header_timeout);
+    error_code ec;
+    co_await tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      stream.close();
+      co_return;
+    }
+    stream.expires_never();
+  }
 
   // The read buffer holds one request header (plus what arrived with it): its cap is what
   // bounds how much a client can make us hold before we answer.

@@ -23,8 +23,11 @@
 #include <vector>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include "net/stream.hpp"
 
 #include "sandbox/sandbox.hpp"
 #include "sandbox/server.hpp"
@@ -39,7 +42,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-using Stream = beast::tcp_stream;
+using Stream = net::Stream;  // plain TCP or TLS (Options::tls_cert): one code path for both
 using Parser = http::request_parser<http::buffer_body>;
 
 // Beast 1.74 speaks boost::string_view; these convert at the edge.
@@ -101,9 +104,10 @@ struct ConnectionState {
 
 // Everything the connections of one server share.
 struct Shared {
-  Shared(Sandbox& sb, const Options& o, Tokens t, RequestLog::Sink sink)
+  Shared(Sandbox& sb, const Options& o, Tokens t, RequestLog::Sink sink,
+         std::shared_ptr<asio::ssl::context> tls_context = nullptr)
       : sandbox(sb), options(o), tokens(std::move(t)), log(std::move(sink)),
-        pool(o.blocking_threads ? o.blocking_threads : 1) {}
+        pool(o.blocking_threads ? o.blocking_threads : 1), tls(std::move(tls_context)) {}
 
   Sandbox& sandbox;
   const Options& options;
@@ -111,6 +115,7 @@ struct Shared {
   Metrics metrics;
   RequestLog log;
   asio::thread_pool pool;
+  std::shared_ptr<asio::ssl::context> tls;  // null: plain HTTP
   std::string openapi;  // generated once
   std::atomic<bool> stopping{false};
 

@@ -96,7 +96,9 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
   auto idle = std::chrono::duration_cast<std::chrono::seconds>(sh.options.max_wait) + sh.options.write_timeout;
   placement::Forwarded f;
   try {
-    f = co_await placement::forward(x.stream(), x.buffer(), x.parser(), ep->base_url, ep->authorization, idle);
+    // Pod servers speak plain HTTP on the cluster network: their token may go in clear there.
+    f = co_await placement::forward(x.stream(), x.buffer(), x.parser(), ep->base_url, ep->authorization, idle,
+                                    /*allow_plaintext_token=*/s->placement() == "kubernetes");
   } catch (...) {
     x.keep_alive = false;  // part of the request body may be gone upstream
     throw;

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <thread>
 
+#include "net/tls.hpp"
 #include "server/connection.hpp"
 #include "server/openapi.hpp"
 
@@ -36,11 +37,18 @@ RequestLog::Sink make_sink(const Options& o) {
 struct Server::Impl {
   Impl(Sandbox& sb, Options o)
       : options(std::move(o)),
-        shared(sb, options, load_tokens(options), make_sink(options)),
+        shared(sb, options, load_tokens(options), make_sink(options), load_tls(options)),
         ioc(static_cast<int>(std::max<std::size_t>(options.io_threads, 1))),
         acceptor(ioc),
         sweep_timer(ioc) {
     shared.openapi = openapi_document(SANDBOX_SERVER_VERSION);
+  }
+
+  static std::shared_ptr<asio::ssl::context> load_tls(const Options& o) {
+    if (o.tls_cert.empty() && o.tls_key.empty()) return nullptr;
+    if (o.tls_cert.empty() || o.tls_key.empty())
+      throw Error(errc::invalid_argument, "TLS needs both a certificate (--tls-cert) and its key (--tls-key)");
+    return net::server_tls(o.tls_cert, o.tls_key);
   }
 
   static Tokens load_tokens(const Options& o) {
@@ -226,7 +234,8 @@ std::uint16_t Server::port() const { return impl_->bound_port; }
 std::string Server::url() const {
   const std::string& h = impl_->options.host;
   bool v6 = h.find(':') != std::string::npos;
-  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", h, v6 ? "]" : "", port());
+  return fmt::format("{}://{}{}{}:{}", impl_->shared.tls ? "https" : "http", v6 ? "[" : "", h, v6 ? "]" : "",
+                     port());
 }
 
 void Server::stop() { impl_->stop(); }

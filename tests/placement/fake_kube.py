@@ -28,7 +28,7 @@ Test-only control endpoints (same auth), all JSON:
   POST /_fake/compact  forget the watch history: older resourceVersions are now expired
   GET  /_fake/pods     [{"namespace", "name", "pid", "ip", "alive"}] the kubelet's view
 
-Usage: fake_kube.py --dir DIR [--port 0] [--token T] [--ip-prefix 127.0.5]
+Usage: fake_kube.py --dir DIR [--port 0] [--token T] [--ip-prefix 127.0.5 | ::1]
 Prints one JSON line on stdout once serving: {"url", "port", "dir", "token", "ca_file",
 "kubeconfig", "kubeconfig_cert", "wrong_ca_file", "readonly_token"}; then logs to stderr.
 SIGTERM/SIGINT: kills every pod process and exits.
@@ -348,6 +348,12 @@ class Cluster:
             threading.Thread(target=self.run_pod, args=(pod,), daemon=True).start()
 
     def allocate_ip(self):
+        if self.ip_prefix == "::1":
+            # IPv6: the one loopback address, so one pod at a time (tests of v6 pod IPs).
+            if "::1" in self.ips_in_use:
+                raise ApiError(503, "fake kubelet: the IPv6 pod address ::1 is taken")
+            self.ips_in_use.add("::1")
+            return "::1"
         for _ in range(253):
             n = self.next_ip
             self.next_ip = 2 if self.next_ip >= 254 else self.next_ip + 1
@@ -1217,14 +1223,15 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--token", default=None, help="the bearer token (default: random)")
     ap.add_argument("--ip-prefix", default="127.0.9",
-                    help="pods get ADDR.2, ADDR.3, ... (give each fake its own)")
+                    help="pods get ADDR.2, ADDR.3, ... (give each fake its own); "
+                         "'::1': the pod gets the IPv6 loopback address (one pod at a time)")
     ap.add_argument("--history", type=int, default=1000, help="watch events kept")
     ap.add_argument("--runtime-class", action="append", default=None,
                     help="a RuntimeClass that exists (default: gvisor)")
     ap.add_argument("--namespace", action="append", default=[],
                     help="an extra namespace that exists")
     args = ap.parse_args()
-    ipaddress.ip_address(args.ip_prefix + ".1")
+    ipaddress.ip_address(args.ip_prefix if args.ip_prefix == "::1" else args.ip_prefix + ".1")
 
     d = os.path.abspath(args.dir)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)

@@ -4,6 +4,10 @@
 
 #include "placement/forward.hpp"
 
+#include "net/http_client.hpp"
+#include "net/stream.hpp"
+#include "net/test_pki.hpp"
+
 #include "placement/fake_kube_fixture.hpp"
 #include "placement/kube_client.hpp"
 #include "placement/pod_spec.hpp"
@@ -54,7 +58,7 @@ class Relay {
   }
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket sock) {
     namespace http = boost::beast::http;
-    boost::beast::tcp_stream stream(std::move(sock));
+    net::Stream stream(boost::beast::tcp_stream(std::move(sock)));
     boost::beast::flat_buffer buf;
     try {
       while (true) {
@@ -76,24 +80,11 @@ class Relay {
 
 HttpReply upload(const std::string& base, const std::string& target, const std::string& body,
                  const std::string& boundary) {
-  // http_call sends JSON; a multipart upload needs its own content type: raw socket.
-  namespace http = boost::beast::http;
-  boost::asio::io_context ioc;
-  boost::beast::tcp_stream s(ioc);
-  auto hp = base.substr(7);
-  auto c = hp.rfind(':');
-  s.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(hp.substr(0, c)),
-                                           static_cast<unsigned short>(std::stoi(hp.substr(c + 1)))));
-  http::request<http::string_body> req{http::verb::post, target, 11};
-  req.set(http::field::host, hp);
-  req.set(http::field::content_type, "multipart/form-data; boundary=" + boundary);
-  req.body() = body;
-  req.prepare_payload();
-  http::write(s, req);
-  boost::beast::flat_buffer b;
-  http::response<http::string_body> res;
-  http::read(s, b, res);
-  return {res.result_int(), res.body()};
+  // http_call sends JSON; a multipart upload needs its own content type.
+  net::Client c(net::Url::parse(base));
+  auto r = c.request({.method = "POST", .target = target, .body = body,
+                      .content_type = "multipart/form-data; boundary=" + boundary});
+  return {r.status, std::move(r.body)};
 }
 
 double p50_one_plus_one(const std::string& base, const std::string& sid, int n) {
@@ -110,8 +101,16 @@ double p50_one_plus_one(const std::string& base, const std::string& sid, int n) 
   return ms[ms.size() / 2];
 }
 
-class GatewayTest : public ::testing::Test {
+// A port nobody listens on now at `address` (pods at ::1 share the one address).
+unsigned short free_port(const std::string& address) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address(address), 0});
+  return a.local_endpoint().port();
+}
+
+class GatewayTestBase : public ::testing::Test {
  protected:
+  GatewayTestBase(std::string prefix, std::uint16_t port) : fk{std::move(prefix)}, pod_port(port) {}
   void SetUp() override {
     if (!fk.ok()) GTEST_SKIP() << "fake_kube.py did not start: see " << fk.log();
     if (access(kSandboxctl.c_str(), X_OK) != 0) GTEST_SKIP() << "sandboxctl is not built";
@@ -119,8 +118,11 @@ class GatewayTest : public ::testing::Test {
     // The operator's template, with the binary from this build tree.
     json tmpl = load_pod_template("");
     auto& c = tmpl["spec"]["containers"][0];
-    c["command"] = {kSandboxctl, "serve", "--listen", "$(POD_IP):8080", "--quiet", "--isolation", "rlimit",
-                    "--state-dir", dir + "/pod-$(POD_NAME)"};
+    c["command"] = {kSandboxctl, "serve", "--listen", fmt::format("$(POD_IP):{}", pod_port), "--quiet",
+                    "--isolation", "rlimit", "--state-dir", dir + "/pod-$(POD_NAME)"};
+    c["ports"][0]["containerPort"] = pod_port;
+    c["readinessProbe"]["httpGet"]["port"] = pod_port;
+    opts.pod_port = pod_port;
     c["env"].push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
     std::ofstream(dir + "/template.json") << tmpl.dump();
     opts.placement.mode = Mode::kubernetes;
@@ -141,9 +143,15 @@ class GatewayTest : public ::testing::Test {
     return {};
   }
 
-  FakeKube fk{"127.0.10"};
+  FakeKube fk;
+  std::uint16_t pod_port;
   std::string dir;
   GatewayOptions opts;
+};
+
+class GatewayTest : public GatewayTestBase {
+ protected:
+  GatewayTest() : GatewayTestBase("127.0.10", 8080) {}
 };
 
 TEST_F(GatewayTest, SessionOnAPodRunsCodeAndIsFoundByAnyGateway) {
@@ -225,6 +233,42 @@ TEST_F(GatewayTest, APodThatFailsIsReported) {
   EXPECT_TRUE(gw.remove("bad-1"));
 }
 
+bool has_ipv6_loopback() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc);
+  boost::system::error_code ec;
+  a.open(boost::asio::ip::tcp::v6(), ec);
+  if (!ec) a.bind({boost::asio::ip::make_address("::1"), 0}, ec);
+  return !ec;
+}
+
+// The fake hands out the pod address ::1: the gateway's calls and forward() go to [::1].
+class GatewayV6Test : public GatewayTestBase {
+ protected:
+  GatewayV6Test() : GatewayTestBase("::1", has_ipv6_loopback() ? free_port("::1") : 0) {}
+  void SetUp() override {
+    if (!has_ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback here";
+    GatewayTestBase::SetUp();
+  }
+};
+
+TEST_F(GatewayV6Test, APodAtAnIpv6AddressRunsCode) {
+  Gateway gw(opts);
+  gw.create("v6-s1", Target::kubernetes, Limits{}, json::object(), "tenant-a");
+  auto loc = wait_ready(gw, "v6-s1");
+  ASSERT_EQ(loc.status, "Ready") << loc.message << " (pod log: " << dir << "/logs)";
+  EXPECT_EQ(loc.base_url, fmt::format("http://[::1]:{}", pod_port));
+  auto r = http_call(loc.base_url, "POST", "/v6-s1/exec/shell", R"J({"code": "echo $((1+1))"})J", "", 10s);
+  ASSERT_EQ(r.status, 202u) << r.body;
+  {
+    Relay relay(loc.base_url);
+    r = http_call(relay.url(), "GET", "/v6-s1/result?wait=10000", "", "", 15s);
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(json::parse(r.body)["stdout"], "2\n") << r.body;
+  }
+  EXPECT_TRUE(gw.remove("v6-s1"));
+}
+
 }  // namespace
 }  // namespace sandbox::placement
 
@@ -234,7 +278,8 @@ namespace {
 // A `sandboxctl serve` standing in for the cloud cluster's gateway.
 class CloudGateway {
  public:
-  explicit CloudGateway(const std::string& state_dir) {
+  // With `pki`: HTTPS (serve --tls-cert/--tls-key), verified by the callers' system store.
+  explicit CloudGateway(const std::string& state_dir, const test::Pki* pki = nullptr) : tls_(pki != nullptr) {
     boost::asio::io_context ioc;
     boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
     port_ = a.local_endpoint().port();
@@ -242,8 +287,13 @@ class CloudGateway {
     std::string listen = fmt::format("127.0.0.1:{}", port_);
     pid_ = fork();
     if (pid_ == 0) {
-      execl(kSandboxctl.c_str(), "sandboxctl", "serve", "--listen", listen.c_str(), "--quiet", "--isolation",
-            "rlimit", "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
+      if (pki)
+        execl(kSandboxctl.c_str(), "sandboxctl", "serve", "--listen", listen.c_str(), "--quiet", "--isolation",
+              "rlimit", "--state-dir", state_dir.c_str(), "--tls-cert", pki->server_cert.c_str(), "--tls-key",
+              pki->server_key.c_str(), static_cast<char*>(nullptr));
+      else
+        execl(kSandboxctl.c_str(), "sandboxctl", "serve", "--listen", listen.c_str(), "--quiet", "--isolation",
+              "rlimit", "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     for (int i = 0; i < 200; ++i) {
@@ -259,9 +309,10 @@ class CloudGateway {
     int st;
     waitpid(pid_, &st, 0);
   }
-  std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+  std::string url() const { return fmt::format("{}://127.0.0.1:{}", tls_ ? "https" : "http", port_); }
 
  private:
+  bool tls_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
 };
@@ -293,6 +344,39 @@ TEST_F(GatewayTest, CloudSessionsAreRecordedAndSurviveARestart) {
   EXPECT_TRUE(gw.remove("cloud-1"));
   EXPECT_EQ(http_call(cloud.url(), "GET", "/sessions/cloud-1", "", "", 5s).status, 404u);
   EXPECT_FALSE(Gateway(opts).find("cloud-1")) << "the record forgot it";
+}
+
+// The cloud gateway over https://: created, found, relayed to (forward() over TLS) and
+// removed through the gateway's code path, verified against the test CA installed as the
+// system store (SSL_CERT_FILE, as an operator installs a private CA).
+TEST_F(GatewayTest, ACloudGatewayOverHttps) {
+  auto pki = test::Pki::make(dir + "/pki");
+  setenv("SSL_CERT_FILE", pki.ca.c_str(), 1);
+  struct Unset {
+    ~Unset() { unsetenv("SSL_CERT_FILE"); }
+  } unset;
+  std::filesystem::create_directories(dir + "/cloud");
+  chmod((dir + "/cloud").c_str(), 0711);
+  CloudGateway cloud(dir + "/cloud", &pki);
+  ASSERT_EQ(cloud.url().rfind("https://", 0), 0u);
+  opts.placement.mode = Mode::hybrid;
+  opts.placement.cloud_gateway = cloud.url();
+  Gateway gw(opts);
+  auto loc = gw.create("tls-1", Target::cloud, Limits{}, json::object(), "tenant-c");
+  EXPECT_EQ(loc.base_url, cloud.url());
+  {
+    Relay relay(loc.base_url);  // forward() to an https:// upstream
+    auto r = http_call(relay.url(), "POST", "/tls-1/exec/shell", R"J({"code": "echo $((1+1))"})J", "", 10s);
+    ASSERT_EQ(r.status, 202u) << r.body;
+    r = http_call(relay.url(), "GET", "/tls-1/result?wait=10000", "", "", 15s);
+    EXPECT_EQ(json::parse(r.body)["stdout"], "2\n") << r.body;
+  }
+  EXPECT_TRUE(gw.find("tls-1"));
+  EXPECT_TRUE(gw.remove("tls-1"));
+  EXPECT_EQ(http_call(cloud.url(), "GET", "/sessions/tls-1", "", "", 5s).status, 404u);
+  // The cloud gateway speaks only TLS: plain HTTP to it fails cleanly.
+  auto plain = "http" + cloud.url().substr(5);
+  EXPECT_THROW(http_call(plain, "GET", "/healthz", "", "", 2s), Error);
 }
 
 }  // namespace

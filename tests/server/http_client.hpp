@@ -1,5 +1,5 @@
-// A small blocking HTTP client for the server tests (Boost.Beast), plus a raw-bytes helper
-// for the hostile-client cases.
+// The server tests' HTTP client (net::Client underneath), plus raw-bytes helpers for the
+// hostile-client cases.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -7,6 +7,8 @@
 #include <boost/beast/http.hpp>
 
 #include <poll.h>
+
+#include "net/http_client.hpp"
 
 #include <chrono>
 #include <map>
@@ -33,34 +35,22 @@ struct Response {
   }
 };
 
+// The tests' client for normal requests is the library's one client (net::Client) over
+// http://127.0.0.1:PORT; hostile cases write raw bytes (RawConnection, raw_exchange).
 class Client {
  public:
-  explicit Client(unsigned short port) : socket_(ioc_) {
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  }
+  explicit Client(unsigned short port)
+      : client_(net::Url::parse("http://127.0.0.1:" + std::to_string(port)), {.max_idle = 1}) {}
   Response request(http::verb method, const std::string& target, std::string body = {},
                    std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (auto& [k, v] : headers) req.set(k, v);
-    if (!body.empty() && req.find(http::field::content_type) == req.end())
-      req.set(http::field::content_type, "application/json");
-    req.body() = std::move(body);
-    req.prepare_payload();
-    http::write(socket_, req);
-    http::response_parser<http::string_body> p;
-    p.body_limit(1ull << 30);
-    p.skip(method == http::verb::head);  // a HEAD answer has headers only
-    http::read(socket_, buffer_, p);
-    Response r;
-    r.status = p.get().result_int();
-    r.body = p.get().body();
-    for (auto& f : p.get()) {
-      std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      r.headers[name] = std::string(f.value());
-    }
-    return r;
+    auto m = http::to_string(method);
+    auto r = client_.request(
+        {.method = std::string(m.data(), m.size()), .target = target, .body = std::move(body), .headers = std::move(headers)});
+    Response out;
+    out.status = static_cast<int>(r.status);
+    out.body = std::move(r.body);
+    for (auto& [k, v] : r.headers) out.headers[k] = v;
+    return out;
   }
   Response get(const std::string& t, std::vector<std::pair<std::string, std::string>> h = {}) {
     return request(http::verb::get, t, {}, std::move(h));
@@ -72,12 +62,22 @@ class Client {
   Response del(const std::string& t, std::vector<std::pair<std::string, std::string>> h = {}) {
     return request(http::verb::delete_, t, {}, std::move(h));
   }
+
+ private:
+  net::Client client_;
+};
+
+// One raw connection, for writing what a well-behaved client would not.
+class RawConnection {
+ public:
+  explicit RawConnection(unsigned short port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
   tcp::socket& socket() { return socket_; }
 
  private:
   asio::io_context ioc_;
   tcp::socket socket_;
-  beast::flat_buffer buffer_;
 };
 
 // Sends `bytes` on a fresh connection and returns everything the server sends back until
