@@ -78,4 +78,63 @@ std::string to_json(const Result& r, bool design_only) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+namespace {
+
+Status status_named(std::string_view s) {
+  for (Status v : {Status::running, Status::finished, Status::failed, Status::timeout, Status::killed})
+    if (to_string(v) == s) return v;
+  throw Error(errc::invalid_argument, "unknown result status '" + std::string(s) + "'");
+}
+
+Termination termination_named(std::string_view s) {
+  for (Termination v : {Termination::none, Termination::timeout, Termination::out_of_memory,
+                        Termination::process_limit, Termination::cancelled, Termination::kernel_died})
+    if (to_string(v) == s) return v;
+  return Termination::none;  // a newer server's reason: not worth failing the result over
+}
+
+}  // namespace
+
+Result result_from_json(std::string_view text) {
+  using nlohmann::json;
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("status"))
+    throw Error(errc::invalid_argument, "not a result object");
+  try {
+    auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
+    auto u64 = [&](const char* k) -> std::optional<std::uint64_t> {
+      if (!j.contains(k) || !j[k].is_number()) return std::nullopt;
+      return j[k].get<std::uint64_t>();
+    };
+    Result r;
+    r.status = status_named(j["status"].get<std::string>());
+    r.execution_id = str("execution_id");
+    if (j.contains("language") && j["language"].is_string()) r.language = parse_language(str("language"));
+    r.stdout_text = str("stdout");
+    r.stderr_text = str("stderr");
+    if (j.contains("result") && j["result"].is_string()) r.result = j["result"].get<std::string>();
+    if (j.contains("images") && j["images"].is_array())
+      for (const auto& img : j["images"])
+        r.images.push_back({img.value("mime", ""), img.value("data", "")});
+    if (j.contains("error") && j["error"].is_object()) {
+      const json& e = j["error"];
+      r.error = ErrorInfo{e.value("name", ""), e.value("value", ""), e.value("traceback", "")};
+    }
+    if (j.contains("exit_code") && j["exit_code"].is_number_integer()) r.exit_code = j["exit_code"].get<int>();
+    r.duration_ms = u64("duration_ms").value_or(0);
+    r.truncated = j.value("truncated", false);
+    r.cpu_time_ms = u64("cpu_time_ms");
+    r.peak_memory_bytes = u64("peak_memory_bytes");
+    r.termination = termination_named(str("termination"));
+    r.stdout_offset = u64("stdout_offset").value_or(0);
+    r.stderr_offset = u64("stderr_offset").value_or(0);
+    r.stdout_total = u64("stdout_total").value_or(r.stdout_offset + r.stdout_text.size());
+    r.stderr_total = u64("stderr_total").value_or(r.stderr_offset + r.stderr_text.size());
+    if (j.contains("note") && j["note"].is_string()) r.note = j["note"].get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    throw Error(errc::invalid_argument, std::string("malformed result object: ") + e.what());
+  }
+}
+
 }  // namespace sandbox

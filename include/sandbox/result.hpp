@@ -69,5 +69,8 @@ Language parse_language(std::string_view);
 // JSON text of the result with DESIGN section 3's field names (plus accounting fields).
 // `design_only` keeps exactly the section 3 fields (for `sandboxctl run --json`).
 std::string to_json(const Result& r, bool design_only = false);
+// The inverse of to_json (what a server sends): fields it lacks keep their defaults.
+// Throws invalid_argument for text that is not a result object.
+Result result_from_json(std::string_view json);
 
 }  // namespace sandbox

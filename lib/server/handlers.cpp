@@ -379,6 +379,15 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
   }
 }
 
+// The remote client's Execution::cancel: ends the execution as Killed (a no-op once done).
+asio::awaitable<void> cancel(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto ex = execution_for(x, *s);
+  ex->cancel();
+  std::string body = dump(json{{"cancelled", ex->id()}});
+  co_await x.reply(200, std::move(body));
+}
+
 asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
   auto s = co_await session_for(sh, x, true);
   auto boundary = multipart_boundary(ssv(x.request()[http::field::content_type]));
@@ -507,8 +516,11 @@ asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
   auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), pid);
   if (ec != std::errc{} || p != raw.data() + raw.size() || pid <= 0)
     invalid(fmt::format("'{}' is not a process id", raw));
+  // ?signal=N (default 9, SIGKILL), as Session::kill.
+  const int signal = static_cast<int>(x.query.get_uint("signal").value_or(9));
+  if (signal <= 0 || signal > 64) invalid("'signal' must be a signal number (1..64)");
   auto s = co_await session_for(sh, x, true);
-  auto work = [s, pid] { s->kill(pid); };
+  auto work = [s, pid, signal] { s->kill(pid, signal); };
   co_await offload(sh.pool, work);
   std::string body = dump(json{{"killed", pid}});
   co_await x.reply(200, std::move(body));
@@ -529,6 +541,7 @@ asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
     case RouteId::exec_shell: co_await exec(sh, x, Language::shell); break;
     case RouteId::result: co_await result(sh, x); break;
     case RouteId::stream: co_await stream(sh, x); break;
+    case RouteId::cancel: co_await cancel(sh, x); break;
     case RouteId::files_upload: co_await files_upload(sh, x); break;
     case RouteId::files_list: co_await files_list(sh, x); break;
     case RouteId::files_download: co_await files_download(sh, x); break;
