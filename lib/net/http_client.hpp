@@ -79,7 +79,11 @@ class Client {
   Response stream(const Request& req, const std::function<bool(std::string_view)>& on_chunk);
 
   // Streams a request body from `source` (called until it returns an empty view) with a
-  // known or chunked length: uploads that are never held whole.
+  // known or chunked length: uploads that are never held whole. `length` is the exact byte
+  // count (Content-Length; a source that gives more or less throws invalid_argument), or
+  // chunked_length for Transfer-Encoding: chunked. It is retried on a fresh connection only
+  // when the reused one failed before `source` was first called.
+  static constexpr std::uint64_t chunked_length = ~std::uint64_t{0};
   Response upload(const Request& req, std::uint64_t length,
                   const std::function<std::string_view()>& source);
 
