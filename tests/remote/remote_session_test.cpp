@@ -110,7 +110,7 @@ TEST_P(SessionContract, ExecutionsAreObservedWhileTheyRun) {
   auto ex = s->start({.language = Language::shell, .code = "echo first; sleep 1; echo second >&2"});
   EXPECT_EQ(s->latest()->id(), ex->id());
   EXPECT_EQ(s->execution(ex->id())->id(), ex->id());
-  EXPECT_EQ(s->execution("no-such-execution"), nullptr);
+  EXPECT_EQ(code_of([&] { s->execution("no-such-execution"); }), errc::not_found);
   std::atomic<int> calls{0};
   auto token = ex->subscribe([&] { ++calls; });
   // The output grows before the end, and wait_change sees it as it comes.
