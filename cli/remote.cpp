@@ -74,7 +74,6 @@ json session_json(const Session& s) {
 }
 
 struct Args {
-  ClientArgs client;
   std::string sid, name, local, language = "python", code, file, timeout, stdin_text, id;
   int pid = 0, signal = 9;
   bool as_json = false, overwrite = false;
@@ -85,8 +84,11 @@ template <typename Fn>
 CLI::App* command(CLI::App& parent, const char* name, const char* what, std::shared_ptr<Args> a,
                   int& exit_code, Fn fn) {
   auto* c = parent.add_subcommand(name, what);
-  client_options(c, a->client);
-  c->callback([a, &exit_code, fn] { exit_code = fn(*a, *a->client.connect()); });
+  // Each command its own: CLI11 fills an option's variable from its environment variable
+  // for every subcommand, parsed or not, which would overwrite a shared one.
+  auto client = std::make_shared<ClientArgs>();
+  client_options(c, *client);
+  c->callback([a, client, &exit_code, fn] { exit_code = fn(*a, *client->connect()); });
   return c;
 }
 

@@ -173,6 +173,26 @@ std::shared_ptr<Execution> execution_for(Exchange& x, const Session& s) {
   return ex;
 }
 
+// JSON cannot carry half a UTF-8 character: while an execution runs, a slice that ends
+// inside one is cut before it (the client asks again from there and gets it whole), so a
+// remote reader sees the same text as a local one instead of U+FFFD.
+void hold_partial_utf8(std::string& s) {
+  std::size_t i = s.size(), back = 0;
+  while (i > 0 && back < 3 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i, ++back;
+  if (i == 0) return;
+  auto lead = static_cast<unsigned char>(s[i - 1]);
+  std::size_t need = (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
+  if (need > 1 && back + 1 < need) s.resize(i - 1);
+}
+
+Result running_safe(Result r) {
+  if (r.status == Status::running) {
+    hold_partial_utf8(r.stdout_text);
+    hold_partial_utf8(r.stderr_text);
+  }
+  return r;
+}
+
 // Unsubscribes on scope exit, so no callback outlives the request.
 struct Subscription {
   Subscription(std::shared_ptr<Execution> e, std::function<void()> fn)
@@ -329,7 +349,7 @@ asio::awaitable<void> result(Shared& sh, Exchange& x) {
   } else if (!wait && sh.options.poll_hold.count() > 0) {
     co_await wait_for_change(x, ex, Clock::now() + sh.options.poll_hold);
   }
-  co_await x.reply(200, to_json(ex->snapshot(page)));
+  co_await x.reply(200, to_json(running_safe(ex->snapshot(page))));
 }
 
 asio::awaitable<void> stream(Shared& sh, Exchange& x) {
@@ -348,7 +368,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
   // (write() drops a client that takes nothing for write_timeout).
   const std::uint64_t budget = std::max<std::size_t>(sh.options.output_budget, 1024);
   auto emit = [&](std::string_view event, bool is_stdout, std::uint64_t& at) -> std::string {
-    Result r = ex->snapshot(Page{at, budget});
+    Result r = running_safe(ex->snapshot(Page{at, budget}));
     const std::string& text = is_stdout ? r.stdout_text : r.stderr_text;
     std::uint64_t offset = is_stdout ? r.stdout_offset : r.stderr_offset;
     if (text.empty()) return {};
