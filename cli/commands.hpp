@@ -1,15 +1,19 @@
-// sandboxctl's subcommands: each parses its own arguments, calls the library and formats.
+// sandboxctl's subcommands, parsed by CLI11: each file registers its own on the app and runs
+// it from the subcommand's callback, which sets the exit code.
 #pragma once
 
-#include <string_view>
+#include <exception>
+
+namespace CLI {
+class App;
+}
 
 namespace sandbox::cli {
 
-int run_main(int argc, char** argv);     // sandboxctl run
-int doctor_main(int argc, char** argv);  // sandboxctl doctor
-int serve_main(int argc, char** argv);   // sandboxctl serve (cli/serve.cpp)
+void add_run(CLI::App& app, int& exit_code);     // run, doctor (cli/run.cpp)
+void add_serve(CLI::App& app, int& exit_code);   // serve (cli/serve.cpp)
 // Client subcommands talking to a server: session, exec, files, ps, kill (cli/remote.cpp).
-int remote_main(std::string_view command, int argc, char** argv);
+void add_remote(CLI::App& app, int& exit_code);
 
 // Exit codes, derived from the error vocabulary in one place.
 int exit_code_for(const std::exception& e);

@@ -8,27 +8,16 @@
 #include <sstream>
 #include <string>
 
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <vector>
+
 #include "commands.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace sandbox::cli {
 namespace {
-
-constexpr const char* run_usage = R"(usage: sandboxctl run [options] (-c CODE | FILE | -)
-
-Runs code once in a new session and prints the result. Exits 0 only if it Finished.
-
-options:
-  --lang python|nodejs|shell   language (default python)
-  --isolation NAME             runsc, namespaces or rlimit (default: the strongest available)
-  --timeout S                  wall-clock limit in seconds (default 10)
-  --memory MB                  session memory limit
-  --stdin TEXT                 text given to the code as its standard input
-  --upload FILE                copy FILE into the workspace first (repeatable)
-  --save-images DIR            write captured images to DIR/image-N.png
-  --json                       print the result object as JSON (DESIGN section 3 fields)
-  -c CODE                      the code (else FILE, or - for standard input)
-)";
 
 std::string read_all(std::istream& in) {
   std::ostringstream ss;
@@ -36,57 +25,52 @@ std::string read_all(std::istream& in) {
   return ss.str();
 }
 
-}  // namespace
+struct RunArgs {
+  std::string lang = "python", isolation, stdin_text, save_images, code, file;
+  std::optional<std::string> preload;
+  double timeout = 10;
+  std::uint64_t memory_mb = 0;
+  std::vector<std::string> uploads;
+  bool json = false;
+};
 
-int run_main(int argc, char** argv) {
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+int run(const RunArgs& a, bool have_code) {
   Options opts;
   ExecRequest req;
-  bool json = false, have_code = false;
-  std::string save_images;
-  std::vector<std::string> uploads;
-  auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw Error(errc::invalid_argument, std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") {
-      fmt::print("{}", run_usage);
-      return 0;
-    } else if (a == "--lang") {
-      req.language = parse_language(need(i));
-    } else if (a == "--isolation") {
-      opts.isolation = need(i);
-    } else if (a == "--timeout") {
-      set_limit(opts.limits, "timeout", std::strtod(need(i).c_str(), nullptr));
-    } else if (a == "--memory") {
-      opts.limits.memory_bytes = std::strtoull(need(i).c_str(), nullptr, 10) << 20;
-    } else if (a == "--stdin") {
-      req.stdin_text = need(i);
-    } else if (a == "--upload") {
-      uploads.push_back(need(i));
-    } else if (a == "--save-images") {
-      save_images = need(i);
-    } else if (a == "--json") {
-      json = true;
-    } else if (a == "-c") {
-      req.code = need(i);
-      have_code = true;
-    } else if (a == "-") {
-      req.code = read_all(std::cin);
-      have_code = true;
-    } else if (!a.empty() && a[0] != '-' && !have_code) {
-      std::ifstream f{std::string(a)};
-      if (!f) throw Error(errc::not_found, "cannot read " + std::string(a));
-      req.code = read_all(f);
-      have_code = true;
-    } else {
-      throw Error(errc::invalid_argument, "unknown option " + std::string(a) + " (see --help)");
-    }
+  req.language = parse_language(a.lang);
+  opts.isolation = a.isolation;
+  set_limit(opts.limits, "timeout", a.timeout);
+  if (a.memory_mb) opts.limits.memory_bytes = a.memory_mb << 20;
+  req.stdin_text = a.stdin_text;
+  // The warm kernel's imports are the library's choice (Options::preload) unless asked.
+  if (a.preload) opts.preload = split_commas(*a.preload);
+  if (have_code) {
+    req.code = a.code;
+  } else if (a.file == "-") {
+    req.code = read_all(std::cin);
+  } else if (!a.file.empty()) {
+    std::ifstream f(a.file);
+    if (!f) throw Error(errc::not_found, "cannot read " + a.file);
+    req.code = read_all(f);
+  } else {
+    throw Error(errc::invalid_argument, "no code: give -c CODE, a FILE or - (see --help)");
   }
-  if (!have_code) throw Error(errc::invalid_argument, "no code: give -c CODE, a FILE or - (see --help)");
-  // One run needs no warm matplotlib unless the code plots.
-  if (req.language != Language::python || req.code.find("matplotlib") == std::string::npos) opts.preload.clear();
+  const auto& uploads = a.uploads;
+  const auto& save_images = a.save_images;
+  const bool json = a.json;
 
   Sandbox sb(opts);
   auto session = sb.create_session({.language = req.language});
@@ -123,14 +107,7 @@ int run_main(int argc, char** argv) {
   return r.status == Status::finished ? 0 : 1;
 }
 
-int doctor_main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-      fmt::print("usage: sandboxctl doctor\n\nSays which isolation backends this host supports, why not "
-                 "the others, and which one is the default.\n");
-      return 0;
-    }
-  }
+int doctor() {
   std::string chosen;
   try {
     chosen = isolation::default_backend();
@@ -154,6 +131,32 @@ int doctor_main(int argc, char** argv) {
     fmt::print("            (runsc walls code off behind a user-space kernel too, but a session costs\n"
                "             ~250 ms instead of ~10 ms: choose it with --isolation runsc)\n");
   return chosen.rfind("none", 0) == 0 ? 1 : 0;
+}
+
+}  // namespace
+
+void add_run(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<RunArgs>();
+  auto* run_cmd = app.add_subcommand("run", "Run code once in a new session and print the result; exits 0 only if it Finished");
+  run_cmd->add_option("--lang", a->lang, "python, nodejs or shell")->capture_default_str();
+  run_cmd->add_option("--isolation", a->isolation, "runsc, namespaces or rlimit (default: the strongest available)");
+  run_cmd->add_option("--timeout", a->timeout, "wall-clock limit in seconds")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  run_cmd->add_option("--memory", a->memory_mb, "session memory limit in MiB");
+  run_cmd->add_option("--stdin", a->stdin_text, "text given to the code as its standard input");
+  run_cmd->add_option("--upload", a->uploads, "copy FILE into the workspace first (repeatable)")->type_name("FILE");
+  run_cmd->add_option("--save-images", a->save_images, "write captured images to DIR/image-N.png")->type_name("DIR");
+  run_cmd->add_option("--preload", a->preload,
+                      "python modules the warm kernel imports, comma-separated ('' = none; "
+                      "default: the library's, numpy and matplotlib.pyplot)")->type_name("M1,M2");
+  run_cmd->add_flag("--json", a->json, "print the result object as JSON (DESIGN section 3 fields)");
+  auto* code = run_cmd->add_option("-c", a->code, "the code")->type_name("CODE");
+  auto* file = run_cmd->add_option("file", a->file, "a file of code, or - for standard input")->type_name("FILE");
+  code->excludes(file);
+  run_cmd->callback([a, code, &exit_code] { exit_code = run(*a, code->count() > 0); });
+
+  auto* doc = app.add_subcommand("doctor", "Say which isolation backends this host supports, why not the others, and which one is the default");
+  doc->callback([&exit_code] { exit_code = doctor(); });
 }
 
 }  // namespace sandbox::cli

@@ -8,62 +8,15 @@
 #include <string>
 #include <string_view>
 
+#include <CLI/CLI.hpp>
+#include <memory>
+
 #include "commands.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/server.hpp"
 
 namespace sandbox::cli {
 namespace {
-
-constexpr const char* serve_usage = R"(usage: sandboxctl serve [options]
-
-Serve the HTTP API (docs/http.md) until SIGINT or SIGTERM, then drain in-flight requests
-and close every session.
-
-  --listen HOST:PORT   address to listen on (default 127.0.0.1:8080; [::1]:8080 for IPv6)
-  --state-dir DIR      where sessions live (default: a private temporary directory)
-  --isolation NAME     runsc | namespaces | rlimit (default: the strongest this host has)
-  --token-file FILE    bearer tokens, one per line (`name:token`); required beyond loopback
-  --tls-cert FILE      serve HTTPS with this PEM certificate chain (with --tls-key)
-  --tls-key FILE       the certificate's PEM private key
-  --no-auto-create     a seed route on an unknown session id answers 404 instead of creating it
-  --idle-timeout S     close sessions unused for S seconds (default 1800; 0 = never)
-  --lifetime S         close sessions S seconds after creation (default 0 = never)
-  --timeout S          default (and maximum) execution timeout in seconds (default 10)
-  --memory MB          session memory limit in MiB (default 512)
-  --warm-pool N        keep N ready sessions in reserve (default 0)
-
-Quotas (docs/http.md#quotas); over one: 429 resource_exhausted naming it. A tenant is a token.
-  --max-sessions N     open sessions of all tenants together (default 1000)
-  --max-sessions-per-tenant N    open sessions of one tenant (default 0 = no quota)
-  --max-executions-per-tenant N  one tenant's executions, submitted and not yet ended
-                       (default 0 = no quota)
-  --sessions-memory MB all sessions' memory together, a parent cgroup (default: 80% of
-                       MemTotal or MemTotal minus 1 GiB, the lower; namespaces backend)
-  --sessions-processes N  all sessions' processes together (default: 75% of the kernel's
-                       pid_max / threads-max, the lower)
-  --threads N          I/O threads (default 2)
-  --max-connections N  connection cap (default 20000, at most half the open-file limit)
-  --header-timeout S   a started request header must be complete in S seconds (default 10; 408)
-  --body-timeout S     a request body must bring 1 KiB every S seconds (default 10; 408)
-  --write-timeout S    drop a client that takes none of an answer for S seconds (default 30)
-
-Placement (docs/kubernetes.md): where new sessions run.
-  --placement MODE     local (default) | kubernetes (a pod per session) | hybrid (the local
-                       cluster below the water level, else the cloud gateway)
-  --kubeconfig FILE    the cluster's credentials (default: the pod's service account)
-  --namespace NS       where session pods go (default: the kubeconfig's)
-  --pod-template FILE  a Pod manifest (YAML or JSON) for session pods (default: built-in)
-  --runtime-class RC   the pods' runtimeClassName, e.g. gvisor
-  --pod-token-file F   bearer token for the pods' servers (`name:token`)
-  --cloud-gateway URL  hybrid: the cloud cluster's gateway (http://HOST:PORT)
-  --cloud-token-file F hybrid: bearer token for the cloud gateway
-  --water-level X      hybrid: burst to the cloud at or above this level (default 0.8)
-  --metrics-fallback P hybrid, metrics unreadable: local (default) | cloud | refuse
-  --gateway-name NAME  recorded on the pods this gateway creates (default: the host name)
-  --quiet              no request log on stderr
-  --help               this text
-)";
 
 [[noreturn]] void usage_error(const std::string& msg) {
   throw Error(errc::invalid_argument, msg + " (see sandboxctl serve --help)");
@@ -90,14 +43,6 @@ void split_listen(std::string_view v, server::Options& o) {
   o.port = static_cast<std::uint16_t>(port);
 }
 
-double water_level(std::string_view v) {
-  double out = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  if (v.empty() || ec != std::errc{} || p != v.data() + v.size())
-    usage_error(fmt::format("--water-level wants a number in (0, 1], not '{}'", v));
-  return out;  // range: placement::Options::validate()
-}
-
 // Thousands of idle keep-alive connections each hold a descriptor: use the hard limit.
 void raise_fd_limit() {
   rlimit rl{};
@@ -107,61 +52,38 @@ void raise_fd_limit() {
   }
 }
 
-}  // namespace
-
-int serve_main(int argc, char** argv) {
+// What the flags say, before it is turned into the library's options.
+struct ServeArgs {
   Options so;
-  so.idle_timeout = std::chrono::seconds(1800);
   server::Options o;
+  std::string listen = "127.0.0.1:8080", placement_mode, metrics_fallback;
+  double timeout_s = 0;
+  std::uint64_t memory_mb = 0, sessions_memory_mb = 0, sessions_processes = 0;
+  std::uint64_t idle_s = 1800, lifetime_s = 0, threads = 2, max_connections = 20000;
+  std::uint64_t header_s = 10, body_s = 10, write_s = 30;
+  bool no_auto_create = false;
+};
+
+int serve(ServeArgs& a) {
+  Options& so = a.so;
+  server::Options& o = a.o;
   placement::Options& go = so.placement;
-  o.host = "127.0.0.1";
-  o.port = 8080;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) usage_error(fmt::format("{} wants a value", a));
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      fmt::print("{}", serve_usage);
-      return 0;
-    } else if (a == "--listen") split_listen(value(), o);
-    else if (a == "--state-dir") so.state_dir = std::string(value());
-    else if (a == "--isolation") so.isolation = std::string(value());
-    else if (a == "--token-file") o.token_file = std::string(value());
-    else if (a == "--tls-cert") o.tls_cert = std::string(value());
-    else if (a == "--tls-key") o.tls_key = std::string(value());
-    else if (a == "--no-auto-create") o.auto_create = false;
-    else if (a == "--idle-timeout") so.idle_timeout = std::chrono::seconds(number(a, value()));
-    else if (a == "--lifetime") so.lifetime = std::chrono::seconds(number(a, value()));
-    else if (a == "--timeout") set_limit(so.limits, "timeout", static_cast<double>(number(a, value())));
-    else if (a == "--memory") so.limits.memory_bytes = number(a, value()) << 20;
-    else if (a == "--warm-pool") so.warm_pool = number(a, value());
-    else if (a == "--max-sessions") so.max_sessions = number(a, value());
-    else if (a == "--max-sessions-per-tenant") so.max_sessions_per_tenant = number(a, value());
-    else if (a == "--max-executions-per-tenant") so.max_executions_per_tenant = number(a, value());
-    else if (a == "--sessions-memory") so.sessions_memory_bytes = number(a, value()) << 20;
-    else if (a == "--sessions-processes")
-      so.sessions_processes = static_cast<std::uint32_t>(std::min<std::uint64_t>(number(a, value()), UINT32_MAX));
-    else if (a == "--threads") o.io_threads = std::max<std::uint64_t>(1, number(a, value()));
-    else if (a == "--max-connections") o.max_connections = std::max<std::uint64_t>(1, number(a, value()));
-    else if (a == "--header-timeout") o.header_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
-    else if (a == "--body-timeout") o.read_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
-    else if (a == "--write-timeout") o.write_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, number(a, value())));
-    else if (a == "--quiet") o.quiet = true;
-    else if (a == "--placement") go.mode = placement::mode_from_string(value());
-    else if (a == "--kubeconfig") go.kubeconfig = std::string(value());
-    else if (a == "--namespace") go.namespace_ = std::string(value());
-    else if (a == "--pod-template") go.pod_template = std::string(value());
-    else if (a == "--runtime-class") go.runtime_class = std::string(value());
-    else if (a == "--pod-token-file") go.pod_token_file = std::string(value());
-    else if (a == "--cloud-gateway") go.cloud_gateway = std::string(value());
-    else if (a == "--cloud-token-file") go.cloud_token_file = std::string(value());
-    else if (a == "--water-level") go.water_level = water_level(value());
-    else if (a == "--metrics-fallback") go.metrics_fallback = placement::fallback_from_string(value());
-    else if (a == "--gateway-name") go.gateway_name = std::string(value());
-    else usage_error(fmt::format("unknown option '{}'", a));
-  }
+  split_listen(a.listen, o);
+  o.auto_create = !a.no_auto_create;
+  so.idle_timeout = std::chrono::seconds(a.idle_s);
+  so.lifetime = std::chrono::seconds(a.lifetime_s);
+  if (a.timeout_s) set_limit(so.limits, "timeout", a.timeout_s);
+  if (a.memory_mb) so.limits.memory_bytes = a.memory_mb << 20;
+  if (a.sessions_memory_mb) so.sessions_memory_bytes = a.sessions_memory_mb << 20;
+  if (a.sessions_processes)
+    so.sessions_processes = static_cast<std::uint32_t>(std::min<std::uint64_t>(a.sessions_processes, UINT32_MAX));
+  o.io_threads = std::max<std::uint64_t>(1, a.threads);
+  o.max_connections = std::max<std::uint64_t>(1, a.max_connections);
+  o.header_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, a.header_s));
+  o.read_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, a.body_s));
+  o.write_timeout = std::chrono::seconds(std::max<std::uint64_t>(1, a.write_s));
+  if (!a.placement_mode.empty()) go.mode = placement::mode_from_string(a.placement_mode);
+  if (!a.metrics_fallback.empty()) go.metrics_fallback = placement::fallback_from_string(a.metrics_fallback);
   so.limits.validate();
   raise_fd_limit();
   if (go.mode != placement::Mode::local && go.gateway_name == "gateway") {
@@ -183,6 +105,62 @@ int serve_main(int argc, char** argv) {
   std::fflush(stderr);
   srv.run();
   return 0;
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* c = app.add_subcommand("serve",
+      "Serve the HTTP API (docs/http.md) until SIGINT or SIGTERM, then drain in-flight requests "
+      "and close every session");
+  c->add_option("--listen", a->listen, "address to listen on ([::1]:8080 for IPv6)")->type_name("HOST:PORT")->capture_default_str();
+  c->add_option("--state-dir", a->so.state_dir, "where sessions live (default: a private temporary directory)")->type_name("DIR");
+  c->add_option("--isolation", a->so.isolation, "runsc | namespaces | rlimit (default: the strongest this host has)");
+  c->add_option("--token-file", a->o.token_file, "bearer tokens, one per line (`name:token`); required beyond loopback")->type_name("FILE");
+  c->add_option("--tls-cert", a->o.tls_cert, "serve HTTPS with this PEM certificate chain (with --tls-key)")->type_name("FILE");
+  c->add_option("--tls-key", a->o.tls_key, "the certificate's PEM private key")->type_name("FILE");
+  c->add_flag("--no-auto-create", a->no_auto_create, "a seed route on an unknown session id answers 404 instead of creating it");
+  c->add_option("--idle-timeout", a->idle_s, "close sessions unused for S seconds (0 = never)")->type_name("S")->capture_default_str();
+  c->add_option("--lifetime", a->lifetime_s, "close sessions S seconds after creation (0 = never)")->type_name("S")->capture_default_str();
+  c->add_option("--timeout", a->timeout_s, "default (and maximum) execution timeout in seconds (default 10)")->type_name("S");
+  c->add_option("--memory", a->memory_mb, "session memory limit in MiB (default 512)")->type_name("MB");
+  c->add_option("--warm-pool", a->so.warm_pool, "keep N ready sessions in reserve")->type_name("N")->capture_default_str();
+
+  const char* quotas = "Quotas (docs/http.md#quotas); over one: 429 resource_exhausted naming it. A tenant is a token.";
+  c->add_option("--max-sessions", a->so.max_sessions, "open sessions of all tenants together")->group(quotas)->type_name("N")->capture_default_str();
+  c->add_option("--max-sessions-per-tenant", a->so.max_sessions_per_tenant, "open sessions of one tenant (0 = no quota)")->group(quotas)->type_name("N")->capture_default_str();
+  c->add_option("--max-executions-per-tenant", a->so.max_executions_per_tenant,
+                "one tenant's executions, submitted and not yet ended (0 = no quota)")->group(quotas)->type_name("N")->capture_default_str();
+  c->add_option("--sessions-memory", a->sessions_memory_mb,
+                "all sessions' memory together, a parent cgroup (default: 80% of MemTotal or MemTotal minus 1 GiB, the lower; namespaces backend)")
+      ->group(quotas)->type_name("MB");
+  c->add_option("--sessions-processes", a->sessions_processes,
+                "all sessions' processes together (default: 75% of the kernel's pid_max / threads-max, the lower)")->group(quotas)->type_name("N");
+
+  const char* conn = "Connections";
+  c->add_option("--threads", a->threads, "I/O threads")->group(conn)->type_name("N")->capture_default_str();
+  c->add_option("--max-connections", a->max_connections, "connection cap (at most half the open-file limit)")->group(conn)->type_name("N")->capture_default_str();
+  c->add_option("--header-timeout", a->header_s, "a started request header must be complete in S seconds (408)")->group(conn)->type_name("S")->capture_default_str();
+  c->add_option("--body-timeout", a->body_s, "a request body must bring 1 KiB every S seconds (408)")->group(conn)->type_name("S")->capture_default_str();
+  c->add_option("--write-timeout", a->write_s, "drop a client that takes none of an answer for S seconds")->group(conn)->type_name("S")->capture_default_str();
+
+  const char* place = "Placement (docs/kubernetes.md): where new sessions run";
+  c->add_option("--placement", a->placement_mode,
+                "local (default) | kubernetes (a pod per session) | hybrid (the local cluster below the water level, else the cloud gateway)")
+      ->group(place)->type_name("MODE");
+  c->add_option("--kubeconfig", a->so.placement.kubeconfig, "the cluster's credentials (default: the pod's service account)")->group(place)->type_name("FILE");
+  c->add_option("--namespace", a->so.placement.namespace_, "where session pods go (default: the kubeconfig's)")->group(place)->type_name("NS");
+  c->add_option("--pod-template", a->so.placement.pod_template, "a Pod manifest (YAML or JSON) for session pods (default: built-in)")->group(place)->type_name("FILE");
+  c->add_option("--runtime-class", a->so.placement.runtime_class, "the pods' runtimeClassName, e.g. gvisor")->group(place)->type_name("RC");
+  c->add_option("--pod-token-file", a->so.placement.pod_token_file, "bearer token for the pods' servers (`name:token`)")->group(place)->type_name("F");
+  c->add_option("--cloud-gateway", a->so.placement.cloud_gateway, "hybrid: the cloud cluster's gateway (http(s)://HOST:PORT)")->group(place)->type_name("URL");
+  c->add_option("--cloud-token-file", a->so.placement.cloud_token_file, "hybrid: bearer token for the cloud gateway")->group(place)->type_name("F");
+  c->add_option("--water-level", a->so.placement.water_level, "hybrid: burst to the cloud at or above this level")->group(place)->type_name("X")->capture_default_str();
+  c->add_option("--metrics-fallback", a->metrics_fallback, "hybrid, metrics unreadable: local (default) | cloud | refuse")->group(place)->type_name("P");
+  c->add_option("--gateway-name", a->so.placement.gateway_name, "recorded on the pods this gateway creates (default: the host name)")->group(place)->type_name("NAME");
+  c->add_flag("--quiet", a->o.quiet, "no request log on stderr");
+  c->callback([a, &exit_code] { exit_code = serve(*a); });
 }
 
 }  // namespace sandbox::cli

@@ -30,7 +30,7 @@ packages="
   build-essential cmake ninja-build ccache pkg-config git ca-certificates clang libclang-rt-14-dev
   libboost-all-dev libfmt-dev libseccomp-dev nlohmann-json3-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  pybind11-dev python3-dev python3-pip python3-venv python3-pytest
+  libcli11-dev pybind11-dev python3-dev python3-pip python3-venv python3-pytest
   python3-matplotlib python3-numpy python3-pandas
   nodejs runsc bubblewrap procps iproute2
   wrk nginx-light python3-fastapi python3-uvicorn python3-multipart python3-psutil

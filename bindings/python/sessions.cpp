@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "sandbox/remote.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace sandbox::python {
@@ -111,8 +112,12 @@ SandboxPtr default_sandbox(const std::optional<std::string>& isolation) {
 
 // Each wrapper keeps its Sandbox alive: the library's objects rely on its I/O thread.
 
+// Keeps alive what a session's objects rely on: its Sandbox (whose I/O thread serves it) or
+// the Remote it came from.
+using Keep = std::shared_ptr<const void>;
+
 struct PyExecution {
-  SandboxPtr sandbox;
+  Keep keep;
   std::shared_ptr<Execution> ex;
 
   // Waits for the end with the GIL released, waking to honour Ctrl-C. False if `timeout`
@@ -222,7 +227,7 @@ class OutputStream {
 };
 
 struct PyFiles {
-  SandboxPtr sandbox;
+  Keep keep;
   std::shared_ptr<Session> session;
 };
 
@@ -245,12 +250,15 @@ py::str name_text(const std::string& s) {
 }
 
 struct PySession {
-  SandboxPtr sandbox;
+  SandboxPtr sandbox;  // null for a remote session
+  Keep keep;           // the Sandbox or the Remote
   std::shared_ptr<Session> session;
   bool owned = false;  // made by this wrapper: closed when it is closed or collected
 
   PySession(SandboxPtr sb, std::shared_ptr<Session> s, bool own)
-      : sandbox(std::move(sb)), session(std::move(s)), owned(own) {}
+      : sandbox(sb), keep(std::move(sb)), session(std::move(s)), owned(own) {}
+  PySession(Keep remote, std::shared_ptr<Session> s, bool own)
+      : keep(std::move(remote)), session(std::move(s)), owned(own) {}
   PySession(const PySession&) = delete;
   PySession& operator=(const PySession&) = delete;
 
@@ -270,7 +278,8 @@ struct PySession {
   void close_nogil() noexcept {
     owned = false;
     try {
-      if (sandbox->find(session->id(), session->owner()) == session)
+      if (!sandbox) session->close();  // remote: this very handle, idempotent
+      else if (sandbox->find(session->id(), session->owner()) == session)
         sandbox->close_session(session->id(), session->owner());
     } catch (...) {
       // Closed meanwhile (another thread, Sandbox.close()): nothing left to do.
@@ -295,7 +304,7 @@ struct PySession {
     }
     req.fresh = fresh;
     nogil release;
-    return PyExecution{sandbox, session->start(std::move(req))};
+    return PyExecution{keep, session->start(std::move(req))};
   }
 
   Result run(const std::string& code, const std::string& language, const std::string& stdin_text,
@@ -374,6 +383,18 @@ void close_all(const SandboxPtr& sb) noexcept {
   } catch (...) {
   }
 }
+
+// What sandbox.connect() returns: a server's sessions, with a local Sandbox's methods.
+struct PyRemote {
+  std::shared_ptr<Remote> remote;
+  std::mutex mu;
+  std::vector<std::weak_ptr<Session>> made;  // what close() closes
+
+  std::unique_ptr<PySession> wrap(std::shared_ptr<Session> s, bool own) {
+    return std::make_unique<PySession>(Keep(remote), std::move(s), own);
+  }
+};
+using RemotePtr = std::shared_ptr<PyRemote>;
 
 }  // namespace
 
@@ -573,9 +594,17 @@ language: the kernel to warm first ("python", "nodejs" or "shell").
       .def_property_readonly(
           "status", [](const PySession& s) { return std::string(to_string(s.session->status())); },
           R"doc("Pending", "Ready" or "Closed".)doc")
-      .def_property_readonly("workspace", [](const PySession& s) { return s.session->workspace(); },
-                             "The workspace directory on the host (a pathlib.Path).")
-      .def_property_readonly("files", [](const PySession& s) { return PyFiles{s.sandbox, s.session}; },
+      .def_property_readonly(
+          "workspace",
+          [](const PySession& s) -> py::object {
+            auto w = s.session->workspace();
+            if (w.empty()) return py::none();
+            return py::cast(w);
+          },
+          "The workspace directory on the host (a pathlib.Path); None for a remote session.")
+      .def_property_readonly("placement", [](const PySession& s) { return s.session->placement(); },
+                             R"doc(Where the session runs ("local", or where a server placed it).)doc")
+      .def_property_readonly("files", [](const PySession& s) { return PyFiles{s.keep, s.session}; },
                              "The session's workspace: upload, download, list, stat, delete.")
       .def("run", &PySession::run, py::arg("code"), py::arg("language") = "python", py::kw_only(),
            py::arg("stdin") = "", py::arg("timeout") = py::none(), py::arg("fresh") = false, R"doc(Runs `code` and waits for its Result.
@@ -727,6 +756,14 @@ The limit arguments set the defaults of its sessions.
             return out;
           },
           "The open sessions (shared, like get()).")
+      .def(
+          "close_session",
+          [](const SandboxPtr& sb, const std::string& id, const std::string& owner) {
+            nogil release;
+            sb->close_session(id, owner);
+          },
+          py::arg("id"), py::kw_only(), py::arg("owner") = "",
+          "Closes the session `id`. Raises NotFoundError.")
       .def_property_readonly("isolation", [](const Sandbox& sb) { return std::string(sb.isolation()); },
                              "The isolation backend in use.")
       .def_property_readonly("state_dir", [](const Sandbox& sb) { return sb.options().state_dir; },
@@ -748,6 +785,120 @@ The limit arguments set the defaults of its sessions.
         return "Sandbox(isolation='" + std::string(sb.isolation()) + "', sessions=" +
                std::to_string(sb.sessions().size()) + ")";
       });
+
+  // ---- Remote: sandbox.connect(url) -------------------------------------------------------
+  py::class_<PyRemote, RemotePtr>(m, "Remote", R"doc(A server's sessions (`sandboxctl serve`, a gateway), with the methods of a local Sandbox.
+
+    with sandbox.connect("https://sb.example", token="t") as server:
+        s = server.session(timeout=30)      # POST /sessions
+        s.run("1 + 1").result               # '2'
+        for chunk in s.start("for i in range(3): print(i)").stream():
+            print(chunk.text, end="")       # as it arrives (server-sent events)
+
+Its sessions are sandbox.Session objects with the same methods as local ones (workspace is
+None). Errors are the server's, as the same exception classes. Limits not given take the
+server's defaults, which are also its ceilings (asking for more raises PermissionDeniedError).
+Blocking calls release the GIL.)doc")
+      .def(
+          "session",
+          [](const RemotePtr& r, std::optional<std::string> id, const std::string& language,
+             const std::string& owner, SANDBOX_LIMIT_PARAMS) {
+            SessionOptions opts;
+            if (id) opts.id = *id;
+            opts.owner = owner;
+            opts.language = parse_language(language);
+            opts.limits = SANDBOX_LIMIT_VALUES.apply(Limits{});
+            std::shared_ptr<Session> s;
+            {
+              nogil release;
+              s = r->remote->create_session(std::move(opts));
+            }
+            std::lock_guard lock(r->mu);
+            std::erase_if(r->made, [](auto& w) { return w.expired(); });
+            r->made.push_back(s);
+            return r->wrap(std::move(s), true);
+          },
+          py::arg("id") = py::none(), py::kw_only(), py::arg("language") = "python", py::arg("owner") = "",
+          SANDBOX_LIMIT_ARGS,
+          "Makes a new session on the server (see help(sandbox.Session)); closed with it, by "
+          "close(), or when collected. `owner` must stay empty: the token names the tenant.")
+      .def(
+          "get",
+          [](const RemotePtr& r, const std::string& id) {
+            std::shared_ptr<Session> s;
+            {
+              nogil release;
+              s = r->remote->session(id);
+            }
+            return r->wrap(std::move(s), false);
+          },
+          py::arg("id"), "The server's session `id`, shared (not closed when collected). Raises NotFoundError.")
+      .def(
+          "sessions",
+          [](const RemotePtr& r) {
+            std::vector<std::shared_ptr<Session>> all;
+            {
+              nogil release;
+              all = r->remote->sessions();
+            }
+            py::list out;
+            for (auto& s : all) out.append(py::cast(r->wrap(s, false)));
+            return out;
+          },
+          "The caller's sessions on the server (shared, like get()).")
+      .def(
+          "close_session",
+          [](const RemotePtr& r, const std::string& id) {
+            nogil release;
+            r->remote->close_session(id);
+          },
+          py::arg("id"), "Closes the server's session `id`. Raises NotFoundError.")
+      .def(
+          "close",
+          [](const RemotePtr& r) {
+            std::vector<std::weak_ptr<Session>> made;
+            {
+              std::lock_guard lock(r->mu);
+              made.swap(r->made);
+            }
+            nogil release;
+            for (auto& w : made)
+              if (auto s = w.lock()) {
+                try {
+                  s->close();
+                } catch (const Error&) {
+                  // Closed meanwhile.
+                }
+              }
+          },
+          "Closes the sessions this object made (others' sessions on the server are left alone).")
+      .def_property_readonly("url", [](const PyRemote& r) { return r.remote->url(); }, "The server's URL.")
+      .def("__enter__", [](const RemotePtr& r) { return r; })
+      .def("__exit__", [](const RemotePtr& r, const py::args&) { py::cast(r).attr("close")(); })
+      .def("__repr__", [](const PyRemote& r) { return "Remote(url=" + std::string(py::repr(py::str(r.remote->url()))) + ")"; });
+
+  m.def(
+      "connect",
+      [](const std::string& url, std::optional<std::string> token, std::optional<std::filesystem::path> ca_file,
+         bool verify, double timeout) {
+        ConnectOptions o;
+        if (token) o.token = *token;
+        if (ca_file) o.ca_file = *ca_file;
+        o.verify_tls = verify;
+        o.timeout = LimitArgs::seconds_to_ms(timeout, "timeout");
+        auto r = std::make_shared<PyRemote>();
+        nogil release;
+        r->remote = connect(url, o);
+        return r;
+      },
+      py::arg("url"), py::arg("token") = py::none(), py::kw_only(), py::arg("ca_file") = py::none(),
+      py::arg("verify") = true, py::arg("timeout") = 60.0, R"doc(A server as a Remote: sandbox.connect("https://host", token="t").
+
+token: the bearer token (never sent over plain http except to a loopback address).
+ca_file: a PEM bundle to verify https against (default: the system's).
+verify: False skips certificate checks (tests only).
+timeout: seconds one request may take (a wait adds its own).
+Connects lazily: the first call reaches the server.)doc");
 
   m.def(
       "default_sandbox",

@@ -69,7 +69,6 @@ Language parse_language(std::string_view);
 // JSON text of the result with DESIGN section 3's field names (plus accounting fields).
 // `design_only` keeps exactly the section 3 fields (for `sandboxctl run --json`).
 std::string to_json(const Result& r, bool design_only = false);
-
 // The inverse of to_json (either form; absent fields keep their defaults), for clients of
 // the HTTP API. Throws invalid_argument for text that is not such an object.
 Result parse_result(std::string_view json);

@@ -140,6 +140,26 @@ std::shared_ptr<Execution> execution_for(Exchange& x, const Session& s) {
   return ex;
 }
 
+// JSON cannot carry half a UTF-8 character: while an execution runs, a slice that ends
+// inside one is cut before it (the client asks again from there and gets it whole), so a
+// remote reader sees the same text as a local one instead of U+FFFD.
+void hold_partial_utf8(std::string& s) {
+  std::size_t i = s.size(), back = 0;
+  while (i > 0 && back < 3 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i, ++back;
+  if (i == 0) return;
+  auto lead = static_cast<unsigned char>(s[i - 1]);
+  std::size_t need = (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
+  if (need > 1 && back + 1 < need) s.resize(i - 1);
+}
+
+Result running_safe(Result r) {
+  if (r.status == Status::running) {
+    hold_partial_utf8(r.stdout_text);
+    hold_partial_utf8(r.stderr_text);
+  }
+  return r;
+}
+
 // ---- routes ------------------------------------------------------------------------
 
 asio::awaitable<void> healthz(Shared& sh, Exchange& x) {
@@ -290,7 +310,7 @@ asio::awaitable<void> result(Shared& sh, Exchange& x) {
   } else if (!wait && sh.options.poll_hold.count() > 0) {
     co_await wait_for_change(x, ex, Clock::now() + sh.options.poll_hold);
   }
-  co_await x.reply(200, to_json(ex->snapshot(page)));
+  co_await x.reply(200, to_json(running_safe(ex->snapshot(page))));
 }
 
 asio::awaitable<void> stream(Shared& sh, Exchange& x) {
@@ -309,7 +329,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
   // (write() drops a client that takes nothing for write_timeout).
   const std::uint64_t budget = std::max<std::size_t>(sh.options.output_budget, 1024);
   auto emit = [&](std::string_view event, bool is_stdout, std::uint64_t& at) -> std::string {
-    Result r = ex->snapshot(Page{at, budget});
+    Result r = running_safe(ex->snapshot(Page{at, budget}));
     const std::string& text = is_stdout ? r.stdout_text : r.stderr_text;
     std::uint64_t offset = is_stdout ? r.stdout_offset : r.stderr_offset;
     if (text.empty()) return {};
@@ -338,6 +358,15 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
     bool woke = co_await x.signal().wait_until(Clock::now() + std::chrono::seconds(15));
     if (!woke) co_await x.write(sse_keepalive);
   }
+}
+
+// The remote client's Execution::cancel: ends the execution as Killed (a no-op once done).
+asio::awaitable<void> cancel(Shared& sh, Exchange& x) {
+  auto s = co_await session_for(sh, x, true);
+  auto ex = execution_for(x, *s);
+  ex->cancel();
+  std::string body = dump(json{{"cancelled", ex->id()}});
+  co_await x.reply(200, std::move(body));
 }
 
 asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
@@ -468,8 +497,11 @@ asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
   auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), pid);
   if (ec != std::errc{} || p != raw.data() + raw.size() || pid <= 0)
     invalid(fmt::format("'{}' is not a process id", raw));
+  // ?signal=N (default 9, SIGKILL), as Session::kill.
+  const int signal = static_cast<int>(x.query.get_uint("signal").value_or(9));
+  if (signal <= 0 || signal > 64) invalid("'signal' must be a signal number (1..64)");
   auto s = co_await session_for(sh, x, true);
-  auto work = [s, pid] { s->kill(pid); };
+  auto work = [s, pid, signal] { s->kill(pid, signal); };
   co_await offload(sh.pool, work);
   std::string body = dump(json{{"killed", pid}});
   co_await x.reply(200, std::move(body));
@@ -490,6 +522,7 @@ asio::awaitable<void> dispatch(Shared& sh, Exchange& x) {
     case RouteId::exec_shell: co_await exec(sh, x, Language::shell); break;
     case RouteId::result: co_await result(sh, x); break;
     case RouteId::stream: co_await stream(sh, x); break;
+    case RouteId::cancel: co_await cancel(sh, x); break;
     case RouteId::files_upload: co_await files_upload(sh, x); break;
     case RouteId::files_list: co_await files_list(sh, x); break;
     case RouteId::files_download: co_await files_download(sh, x); break;

@@ -170,6 +170,10 @@ std::string openapi_document(std::string_view version) {
       query("limit", "integer", "at most this many bytes of each stream");
       query("wait", "integer", "milliseconds to wait for the execution to end");
     }
+    if (r.id == RouteId::cancel)
+      query("execution_id", "string", "an earlier execution instead of the latest");
+    if (r.id == RouteId::process_kill)
+      query("signal", "integer", "the signal to send (default 9)");
     if (r.id == RouteId::files_upload)
       query("overwrite", "boolean", "replace an existing file instead of answering 409");
     if (!params.empty()) op["parameters"] = params;

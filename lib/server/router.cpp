@@ -33,6 +33,8 @@ constexpr Route kRoutes[] = {
      BodyKind::none, ReplyKind::json, true, true},
     {stream, "GET", "/{sid}/stream", "The execution's output and result as server-sent events",
      200, BodyKind::none, ReplyKind::events, true, true},
+    {cancel, "POST", "/{sid}/cancel", "Cancel the latest execution (or ?execution_id=)", 200,
+     BodyKind::none, ReplyKind::json, true, true},
     {files_upload, "POST", "/{sid}/files/upload", "Upload a file (multipart field 'file')", 200,
      BodyKind::multipart, ReplyKind::json, true, true},
     {files_list, "GET", "/{sid}/files/list", "List the workspace", 200, BodyKind::none,

@@ -23,7 +23,7 @@ enum class RouteId {
   healthz, readyz, metrics, openapi,
   sessions_create, sessions_list, session_get, session_delete,
   exec_python, exec_nodejs, exec_shell,
-  result, stream,
+  result, stream, cancel,
   files_upload, files_list, files_download, files_delete, files_delete_post,
   processes, process_kill,
 };

@@ -53,8 +53,8 @@ def test_bad_names_are_refused(session, name):
         session.files.upload(name, b"x")
 
 
-def test_upload_limit():
-    with sandbox.Session(isolation="rlimit", max_upload=1000) as s:
+def test_upload_limit(make_session):
+    with make_session(max_upload=1000) as s:
         with pytest.raises(sandbox.LimitExceededError):
             s.files.upload("big.bin", b"x" * 2000)
         s.files.upload("small.bin", b"x" * 500)

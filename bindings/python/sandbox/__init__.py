@@ -9,6 +9,11 @@
         ex = s.start("import time; time.sleep(5)")  # returns at once
         ex.wait()
 
+    server = sandbox.connect("https://sb.example", token="t")   # a `sandboxctl serve`
+    s = server.session()                            # the same Session methods, remotely
+
+Async code: sandbox.AsyncSandbox (await s.run(...), async for chunk in ex.stream()).
+
 An error in the sandboxed code comes back as a Result with status Status.FAILED; errors of the
 library itself raise subclasses of SandboxError.
 
@@ -36,6 +41,7 @@ from ._sandbox import (
     OutputChunk,
     PermissionDeniedError,
     Process,
+    Remote,
     Result,
     Sandbox,
     SandboxError,
@@ -44,14 +50,20 @@ from ._sandbox import (
     TimeoutError,
     UnauthenticatedError,
     UnavailableError,
+    connect,
     default_sandbox,
 )
 from . import _sandbox
+from ._async import AsyncExecution, AsyncFiles, AsyncSandbox, AsyncSession
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "AsyncExecution",
+    "AsyncFiles",
+    "AsyncSandbox",
+    "AsyncSession",
     "ErrorInfo",
     "Execution",
     "FailedPreconditionError",
@@ -65,6 +77,7 @@ __all__ = [
     "OutputChunk",
     "PermissionDeniedError",
     "Process",
+    "Remote",
     "Result",
     "Sandbox",
     "SandboxError",
@@ -73,6 +86,7 @@ __all__ = [
     "TimeoutError",
     "UnauthenticatedError",
     "UnavailableError",
+    "connect",
     "default_sandbox",
     "run",
 ]
