@@ -33,6 +33,7 @@
 #include "isolation/namespaces/template.hpp"
 #include "sandbox/error.hpp"
 #include "sys/fd.hpp"
+#include "sys/spawn.hpp"
 
 namespace sandbox::isolation {
 namespace {
@@ -51,40 +52,6 @@ const Host& host() {
   static const Host h;
   return h;
 }
-
-// The cloned child: SIGKILLed (through its pidfd, so never a recycled pid) and reaped.
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    kill();
-    wait();
-  }
-  void adopt(pid_t pid) {
-    pid_ = pid;
-    pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  }
-  pid_t pid() const { return pid_; }
-  void kill() const noexcept {
-    if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    else if (pid_ > 0 && !reaped_) ::kill(pid_, SIGKILL);
-  }
-  void wait() noexcept {
-    std::lock_guard lock(mu_);
-    if (pid_ <= 0 || reaped_) return;
-    while (::waitpid(pid_, nullptr, __WALL) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
-  }
-
- private:
-  pid_t pid_ = -1;
-  sys::UniqueFd pidfd_;
-  std::mutex mu_;
-  bool reaped_ = false;
-};
 
 // A mapped stack for clone(); the child gets its own copy (no CLONE_VM).
 struct Stack {
@@ -170,7 +137,7 @@ class NamespacesInstance final : public Instance {
   std::unique_ptr<mount::Workspace> workspace_;
   std::shared_ptr<cgroup::Group> group_;  // the Sandbox's ceiling; outlives cgroup_
   std::unique_ptr<cgroup::Cgroup> cgroup_;
-  Child child_;
+  sys::Child child_;  // killed through its pidfd, so never a recycled pid
   sys::UniqueFd control_;
 };
 
@@ -309,7 +276,7 @@ class NamespacesBackend final : public Backend {
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0)
       throw Error(classify(clone_errno), std::string("namespaces: clone: ") + std::strerror(clone_errno));
-    inst->child_.adopt(pid);
+    inst->child_ = sys::Child(pid);
     control_child.reset();
     sync_child.reset();
     if (kernel) kernel->agent = {};
