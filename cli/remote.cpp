@@ -176,7 +176,7 @@ void add_remote(CLI::App& app, int& exit_code) {
   get->add_option("name", a->name, "the file's name in the workspace")->required();
   get->add_option("local", a->local, "where to write it ('-' or omitted: standard output)");
   command(*files, "list", "List the workspace", a, exit_code, [](Args& x, Remote& r) {
-    for (auto& f : r.session(x.sid)->files().list()) fmt::print("{}\t{}\t{}\n", f.type, f.size, f.name);
+    for (auto& f : r.session(x.sid)->files().list()) fmt::print("{}\t{}\t{}\n", to_string(f.type), f.size, f.name);
     return 0;
   })->add_option("sid", a->sid, "the session id")->required();
   auto* del = command(*files, "delete", "Delete a file", a, exit_code, [](Args& x, Remote& r) {
@@ -189,7 +189,7 @@ void add_remote(CLI::App& app, int& exit_code) {
   command(app, "ps", "List a session's processes", a, exit_code, [](Args& x, Remote& r) {
     fmt::print("{:>7} {:>7} {:>2} {:>10} {}\n", "PID", "PPID", "S", "RSS", "CMD");
     for (auto& p : r.session(x.sid)->processes())
-      fmt::print("{:>7} {:>7} {:>2} {:>10} {}\n", p.pid, p.ppid, p.state, p.rss_bytes, p.cmdline);
+      fmt::print("{:>7} {:>7} {:>2} {:>10} {}\n", p.pid, p.ppid, to_string(p.state), p.rss_bytes, p.cmdline);
     return 0;
   })->add_option("sid", a->sid, "the session id")->required();
   auto* kill = command(app, "kill", "Send a signal to a process of a session", a, exit_code, [](Args& x, Remote& r) {

@@ -449,4 +449,10 @@ std::string_view to_string(FileType t) noexcept {
   return "other";
 }
 
+FileType parse_file_type(std::string_view s) noexcept {
+  for (FileType t : {FileType::file, FileType::directory, FileType::symlink})
+    if (to_string(t) == s) return t;
+  return FileType::other;
+}
+
 }  // namespace sandbox

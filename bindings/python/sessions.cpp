@@ -885,7 +885,8 @@ Blocking calls release the GIL.)doc")
         if (token) o.token = *token;
         if (ca_file) o.ca_file = *ca_file;
         o.verify_tls = verify;
-        o.timeout = LimitArgs::seconds_to_ms(timeout, "timeout");
+        if (!(timeout > 0) || timeout > 1e9) throw Error(errc::invalid_argument, "timeout must be > 0 seconds");
+        o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0 + 0.5));
         auto r = std::make_shared<PyRemote>();
         nogil release;
         r->remote = connect(url, o);

@@ -22,6 +22,7 @@ namespace sandbox {
 
 enum class FileType { file, directory, symlink, other };
 std::string_view to_string(FileType) noexcept;  // "file", "directory", "symlink", "other"
+FileType parse_file_type(std::string_view) noexcept;  // the inverse; `other` for anything else
 
 struct FileInfo {
   std::string name;            // relative to the workspace root

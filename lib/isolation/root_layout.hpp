@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "sandbox/isolation.hpp"
+#include "isolation/backends.hpp"
 
 namespace sandbox::isolation {
 

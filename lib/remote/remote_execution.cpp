@@ -146,21 +146,21 @@ bool RemoteExecution::wait_change(std::uint64_t stdout_size, std::uint64_t stder
   return state_->changed.wait_for(lock, d, changed);
 }
 
-std::uint64_t RemoteExecution::subscribe(std::function<void()> fn) {
-  std::uint64_t token;
-  bool done;
+std::uint64_t RemoteExecution::add_subscriber(std::function<void()> fn) {
+  std::uint64_t token = 0;
   {
     std::lock_guard lock(state_->mu);
-    token = state_->next_token++;
-    done = state_->done;
-    if (!done) state_->subscribers.emplace(token, fn);
+    if (!state_->done) {
+      token = state_->next_token++;
+      state_->subscribers.emplace(token, fn);
+    }
   }
-  if (done) fn();
+  if (!token) fn();  // already over: called once, at once, and nothing to unsubscribe
   else watch();
   return token;
 }
 
-void RemoteExecution::unsubscribe(std::uint64_t token) {
+void RemoteExecution::remove_subscriber(std::uint64_t token) noexcept {
   std::lock_guard lock(state_->mu);
   state_->subscribers.erase(token);
 }

@@ -27,8 +27,8 @@ class RemoteExecution final : public Execution {
   bool wait_for(std::chrono::milliseconds d) override;
   bool wait_change(std::uint64_t stdout_size, std::uint64_t stderr_size,
                    std::chrono::milliseconds d) override;
-  std::uint64_t subscribe(std::function<void()> fn) override;
-  void unsubscribe(std::uint64_t token) override;
+  std::uint64_t add_subscriber(std::function<void()> fn) override;
+  void remove_subscriber(std::uint64_t token) noexcept override;
   void cancel() override;
 
   struct State;  // shared with the event-stream thread

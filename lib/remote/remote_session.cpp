@@ -23,7 +23,7 @@ std::int64_t now_ns() {
 
 FileInfo file_info(const json& j) {
   return {j.value("name", ""), j.value("size", std::uint64_t{0}), j.value("modified", std::int64_t{0}),
-          j.value("type", "")};
+          parse_file_type(j.value("type", ""))};
 }
 
 // An unlinked temporary file: what uploads spool to and downloads land in, so neither is
@@ -223,7 +223,7 @@ ProcessInfo process_info(const json& p) {
   i.ppid = p.value("ppid", 0);
   i.name = p.value("name", "");
   i.cmdline = p.value("cmdline", "");
-  i.state = p.value("state", "");
+  i.state = parse_process_state(p.value("state", ""));
   i.rss_bytes = p.value("rss", std::uint64_t{0});
   i.cpu_time_ms = p.value("cpu_time_ms", std::uint64_t{0});
   i.start_time = p.value("start_time", std::int64_t{0});

@@ -122,7 +122,7 @@ class GatewayTestBase : public ::testing::Test {
                     "--isolation", "rlimit", "--state-dir", dir + "/pod-$(POD_NAME)"};
     c["ports"][0]["containerPort"] = pod_port;
     c["readinessProbe"]["httpGet"]["port"] = pod_port;
-    opts.pod_port = pod_port;
+    opts.placement.pod_port = pod_port;
     c["env"].push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
     std::ofstream(dir + "/template.json") << tmpl.dump();
     opts.placement.mode = Mode::kubernetes;
@@ -256,7 +256,7 @@ TEST_F(GatewayV6Test, APodAtAnIpv6AddressRunsCode) {
   Gateway gw(opts);
   gw.create("v6-s1", Target::kubernetes, Limits{}, json::object(), "tenant-a");
   auto loc = wait_ready(gw, "v6-s1");
-  ASSERT_EQ(loc.status, "Ready") << loc.message << " (pod log: " << dir << "/logs)";
+  ASSERT_EQ(loc.status, State::ready) << loc.message << " (pod log: " << dir << "/logs)";
   EXPECT_EQ(loc.base_url, fmt::format("http://[::1]:{}", pod_port));
   auto r = http_call(loc.base_url, "POST", "/v6-s1/exec/shell", R"J({"code": "echo $((1+1))"})J", "", 10s);
   ASSERT_EQ(r.status, 202u) << r.body;

@@ -112,7 +112,7 @@ TEST_P(SessionContract, ExecutionsAreObservedWhileTheyRun) {
   EXPECT_EQ(s->execution(ex->id())->id(), ex->id());
   EXPECT_EQ(code_of([&] { s->execution("no-such-execution"); }), errc::not_found);
   std::atomic<int> calls{0};
-  auto token = ex->subscribe([&] { ++calls; });
+  auto sub = ex->subscribe([&] { ++calls; });
   // The output grows before the end, and wait_change sees it as it comes.
   EXPECT_TRUE(ex->wait_change(0, 0, 5s));
   Result partial = ex->snapshot();
@@ -128,14 +128,14 @@ TEST_P(SessionContract, ExecutionsAreObservedWhileTheyRun) {
   EXPECT_TRUE(ex->done());
   for (int i = 0; i < 100 && calls < 2; ++i) std::this_thread::sleep_for(20ms);
   EXPECT_GE(calls.load(), 2);  // the first line, and the end at least
-  ex->unsubscribe(token);
+  sub.reset();
   Result page = ex->snapshot({.offset = 2, .limit = 3});
   EXPECT_EQ(page.stdout_text, "rst");
   EXPECT_EQ(page.stdout_offset, 2u);
   EXPECT_EQ(page.stdout_total, 6u);
   // Subscribing to what ended calls back at once.
   std::atomic<bool> now{false};
-  ex->unsubscribe(ex->subscribe([&] { now = true; }));
+  ex->subscribe([&] { now = true; }).reset();
   EXPECT_TRUE(now);
 }
 
@@ -161,7 +161,7 @@ TEST_P(SessionContract, Files) {
   EXPECT_EQ(s->files().download("data/blob.bin"), blob);
   EXPECT_EQ(s->files().stat("data/blob.bin").size, blob.size());
   bool dir = false;
-  for (auto& f : s->files().list()) dir |= f.name == "data" && f.type == "directory";
+  for (auto& f : s->files().list()) dir |= f.name == "data" && f.type == FileType::directory;
   EXPECT_TRUE(dir);
   EXPECT_EQ(code_of([&] { s->files().upload("data/blob.bin", "x"); }), errc::already_exists);
   s->files().upload("data/blob.bin", "x", {.overwrite = true});
