@@ -91,10 +91,11 @@ TEST_P(AgentFrames, HugeResultIsCapped) {
 
 TEST_P(AgentFrames, HugeForgedImagesAreDropped) {
   // One image over the per-image cap (4 MiB), then more than the execution's total (8 MiB),
-  // forged past the kernel's own cut by calling reply() directly.
+  // forged past the kernel's own cut by calling reply() directly. The caps count decoded
+  // bytes: 6 MiB of base64 is 4.5 MiB, 4 MiB of it is 3 MiB (two fit in 8 MiB, not three).
   auto r = py(std::string(kKernel) +
                   "big = {'mime': 'image/png', 'data': 'A' * (6 << 20)}\n"
-                  "many = [{'mime': 'image/png', 'data': 'B' * (3 << 20)} for _ in range(5)]\n"
+                  "many = [{'mime': 'image/png', 'data': 'B' * (4 << 20)} for _ in range(5)]\n"
                   "_k.reply({'status': 'ok', 'images': [big] + many})\n"
                   "del big, many\n",  // the kernel's own reply follows at once; the agent drops it
               30s);

@@ -1,5 +1,6 @@
 // Uses an installed libsandbox: a Sandbox runs one shell command in a session, then a
-// sandbox::server::Server on an ephemeral port answers one real HTTP request over loopback.
+// sandbox::server::Server on an ephemeral port answers one real HTTP request over loopback,
+// and a remote session (sandbox::connect) runs code on that server.
 // Exit 77 (skipped) when the installed prefix holds no runtime to run code with.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include <sandbox/placement.hpp>
+#include <sandbox/remote.hpp>
 #include <sandbox/sandbox.hpp>
 #include <sandbox/server.hpp>
 
@@ -64,10 +66,19 @@ int main() {
       return 1;
     }
     std::cout << "server: " << server.url() << " answered /healthz\n";
-    server.stop();
 
-    // TODO(#12 remote): once lib/remote is merged, sandbox::connect(server.url()) and run
-    // `echo remote-ok` through a remote session here (include/sandbox/remote.hpp).
+    // The same server through the remote client: a session there, driven by the Session API.
+    auto remote = sandbox::connect(server.url());
+    auto rs = remote->create_session({.language = sandbox::Language::shell});
+    rs->files().upload("note.txt", "remote-ok\n");
+    auto rr = rs->run({.language = sandbox::Language::shell, .code = "cat note.txt"});
+    if (rr.stdout_text != "remote-ok\n") {
+      std::cerr << "unexpected remote stdout: [" << rr.stdout_text << "] stderr: [" << rr.stderr_text << "]\n";
+      return 1;
+    }
+    remote->close_session(rs->id());
+    std::cout << "remote: ran code in " << rs->id() << " through " << remote->url() << '\n';
+    server.stop();
     std::cout << "ok\n";
     return 0;
   } catch (const sandbox::Error& e) {
