@@ -96,8 +96,9 @@ Session& PlacedSession::remote() {
   ConnectOptions co;
   std::string_view auth = loc.authorization;
   if (auth.starts_with("Bearer ")) co.token = std::string(auth.substr(7));
-  // Pods are reached on their cluster address over plain HTTP, as the gateway always did.
-  co.allow_plaintext_token = true;
+  // Pods are reached on their cluster address over plain HTTP, as the gateway always did;
+  // the cloud gateway is reached by the token rule like any server.
+  co.allow_plaintext_token = target_ == Target::kubernetes;
   auto r = connect(loc.base_url, co);
   auto s = r->session(id_);
   std::lock_guard lock(mu_);

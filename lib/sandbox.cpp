@@ -245,14 +245,19 @@ void Sandbox::Impl::reap() {
     const auto now = std::chrono::steady_clock::now();
     const auto wall = std::chrono::system_clock::now();
     for (auto& [key, s] : all) {
-      const SessionStatus st = s->status();
-      if (st == SessionStatus::closed) continue;
-      bool too_old = life.count() > 0 && wall - s->created() > life;
-      // A pod still starting is not idle: idleness counts from Ready.
-      bool unused = idle.count() > 0 && st != SessionStatus::pending && now - s->last_used() > idle;
-      if (unused && !too_old) {
-        auto latest = s->latest();
-        if (latest && !latest->done()) unused = false;  // still running: in use
+      bool too_old = false, unused = false;
+      try {  // a placed session asks its cluster or cloud, which may be unreachable now
+        const SessionStatus st = s->status();
+        if (st == SessionStatus::closed) continue;
+        too_old = life.count() > 0 && wall - s->created() > life;
+        // A pod still starting is not idle: idleness counts from Ready.
+        unused = idle.count() > 0 && st != SessionStatus::pending && now - s->last_used() > idle;
+        if (unused && !too_old) {
+          auto latest = s->latest();
+          if (latest && !latest->done()) unused = false;  // still running: in use
+        }
+      } catch (const std::exception&) {
+        continue;  // judged at the next sweep
       }
       if (!too_old && !unused) continue;
       {

@@ -189,9 +189,11 @@ void RemoteExecution::watch() {
       SseReader reader([&](std::string_view event, std::string_view data) {
         std::unique_lock lock(state->mu);
         if (state->stop) return false;
-        auto j = json::parse(data, nullptr, false);
         if (event == "stdout" || event == "stderr") {
-          std::uint64_t end = j.value("offset", std::uint64_t{0}) + j.value("text", std::string()).size();
+          // A server's event is untrusted: one that is not {offset, text} is skipped.
+          auto j = json::parse(data, nullptr, false);
+          if (!j.is_object() || !j["offset"].is_number_unsigned() || !j["text"].is_string()) return true;
+          std::uint64_t end = j["offset"].get<std::uint64_t>() + j["text"].get_ref<const std::string&>().size();
           auto& total = event == "stdout" ? state->out_total : state->err_total;
           total = std::max(total, end);
         } else if (event == "result") {
@@ -199,7 +201,7 @@ void RemoteExecution::watch() {
             Result r = parse_result(std::string(data));
             state->done = true;
             if (!state->final_result && whole(r)) state->final_result = std::move(r);
-          } catch (const Error&) {
+          } catch (const std::exception&) {
             state->done = true;  // the end all the same; wait() fetches the result
           }
         } else {
@@ -215,8 +217,8 @@ void RemoteExecution::watch() {
       try {
         net::Response res = wire->client().stream(req, [&](std::string_view chunk) { return reader.feed(chunk); });
         if (res.status / 100 != 2) break;  // the execution or session is gone: waits time out
-      } catch (const Error&) {
-        // Unreachable for a moment, or the stream stalled: resume where it was.
+      } catch (const std::exception&) {
+        // Unreachable for a moment, the stream stalled, or it was garbled: resume where it was.
       }
       if (++failures > 3) break;
       std::this_thread::sleep_for(100ms * failures);

@@ -362,7 +362,7 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
 
 // The remote client's Execution::cancel: ends the execution as Killed (a no-op once done).
 asio::awaitable<void> cancel(Shared& sh, Exchange& x) {
-  auto s = co_await session_for(sh, x, true);
+  auto s = co_await session_for(sh, x, false);  // nothing to cancel in a session made now
   auto ex = execution_for(x, *s);
   ex->cancel();
   std::string body = dump(json{{"cancelled", ex->id()}});
@@ -498,8 +498,9 @@ asio::awaitable<void> process_kill(Shared& sh, Exchange& x) {
   if (ec != std::errc{} || p != raw.data() + raw.size() || pid <= 0)
     invalid(fmt::format("'{}' is not a process id", raw));
   // ?signal=N (default 9, SIGKILL), as Session::kill.
-  const int signal = static_cast<int>(x.query.get_uint("signal").value_or(9));
-  if (signal <= 0 || signal > 64) invalid("'signal' must be a signal number (1..64)");
+  const std::uint64_t asked = x.query.get_uint("signal").value_or(9);
+  if (asked == 0 || asked > 64) invalid("'signal' must be a signal number (1..64)");
+  const int signal = static_cast<int>(asked);
   auto s = co_await session_for(sh, x, true);
   auto work = [s, pid, signal] { s->kill(pid, signal); };
   co_await offload(sh.pool, work);
