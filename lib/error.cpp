@@ -31,6 +31,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::resource_exhausted: return "resource_exhausted";
     case errc::unavailable: return "unavailable";
     case errc::failed_precondition: return "failed_precondition";
+    case errc::session_lost: return "session_lost";
     case errc::timeout: return "timeout";
     case errc::internal: return "internal";
   }

@@ -23,6 +23,7 @@ std::string_view to_string(SessionStatus s) noexcept {
     case SessionStatus::ready: return "Ready";
     case SessionStatus::failed: return "Failed";
     case SessionStatus::closed: return "Closed";
+    case SessionStatus::lost: return "Lost";
   }
   return "Closed";
 }

@@ -49,6 +49,8 @@ constexpr ErrorClass kClasses[] = {
      "A wait ran out before the thing finished (Execution.wait(timeout=...))."},
     {errc::internal, "sandbox.InternalError", nullptr,
      "A bug or an unexpected system failure inside libsandbox."},
+    {errc::session_lost, "sandbox.SessionLostError", nullptr,
+     "The session existed but was lost (its agent died with its server): delete it."},
 };
 
 // Indexed by errc; classes live as long as the process (module state is never torn down).

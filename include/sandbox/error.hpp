@@ -28,6 +28,8 @@ enum class errc {
   failed_precondition = 8, // the object is in the wrong state (session closed)
   timeout = 9,             // a wait ran out before the thing finished
   internal = 10,           // a bug or an unexpected system failure
+  session_lost = 11,       // the session existed but could not be kept (its agent died with its
+                           // server, a reboot): reported until it is deleted, never recreated
 };
 
 const std::error_category& error_category() noexcept;

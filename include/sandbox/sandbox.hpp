@@ -51,6 +51,15 @@ struct Options {
   // unused this long (a running execution counts as use) or this old.
   std::chrono::seconds idle_timeout{0};
   std::chrono::seconds lifetime{0};
+  // Durability (DESIGN section 7). With a state_dir, sessions outlive this Sandbox: its
+  // destruction (or its process's death) leaves every agent running, and the next Sandbox
+  // on the same state_dir adopts them. True restores the old end: every session closed.
+  bool close_sessions_on_exit = false;
+  // A session that could not be adopted keeps its workspace this long (then it is deleted).
+  std::chrono::seconds lost_retention{std::chrono::hours(24)};
+  // An agent with no server attached ends itself and its session after this long
+  // (0 = idle_timeout, else 15 minutes); lifetime still ends it sooner.
+  std::chrono::seconds orphan_timeout{0};
 };
 
 // The all-sessions ceiling a Sandbox uses when Options leave it 0: memory 80% of MemTotal

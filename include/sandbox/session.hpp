@@ -22,8 +22,10 @@ namespace sandbox {
 
 // A placed session is pending until its pod (or the cloud's session) serves, and failed if
 // it never will; a local one is ready once its agent said hello.
-enum class SessionStatus { pending, ready, failed, closed };
-std::string_view to_string(SessionStatus) noexcept;  // "Pending", "Ready", "Failed", "Closed"
+// lost: a session a restarted Sandbox could not adopt (DESIGN section 7); every call on it
+// throws session_lost except reading its workspace, until it is closed.
+enum class SessionStatus { pending, ready, failed, closed, lost };
+std::string_view to_string(SessionStatus) noexcept;  // "Pending", "Ready", "Failed", "Closed", "Lost"
 
 // Where a session placed elsewhere is served (Session::endpoint()), for front-ends that
 // relay requests as they are (the HTTP server forwards a pod's requests).

@@ -137,6 +137,8 @@ Decoded decode(Frame&& f) {
       Hello h;
       h.pid = opt_int(j, "pid", 0, std::numeric_limits<std::int32_t>::max()).value_or(0);
       h.version = string_or(j, "version");
+      h.protocol = static_cast<int>(opt_int(j, "protocol", 0, 1 << 20).value_or(1));
+      h.resumed = bool_or(j, "resumed", false);
       d.message = std::move(h);
       break;
     }
@@ -158,6 +160,25 @@ Decoded decode(Frame&& f) {
       d.message = NeedKernel{string_or(j, "lang", "python")};
       break;
     }
+    case Type::resume: {
+      json j = parse_object(f.payload, "RESUME");
+      Resume r;
+      r.exec_id = string_or(j, "exec_id");
+      if (r.exec_id.empty() || r.exec_id.size() > 64) bad("RESUME without a valid exec_id");
+      try {
+        r.lang = parse_language(string_or(j, "lang", "shell"));
+      } catch (const Error&) {
+        bad("RESUME names an unknown language");
+      }
+      r.started = bool_or(j, "started", false);
+      r.elapsed_ms = opt_count(j, "elapsed_ms").value_or(0);
+      d.message = std::move(r);
+      break;
+    }
+    case Type::synced:
+      parse_bounded(f.payload, "SYNCED");
+      d.message = Synced{};
+      break;
     default: bad("unknown frame type " + std::to_string(static_cast<int>(f.type)));
   }
   return d;

@@ -14,6 +14,13 @@
 //   SHUTDOWN 0 {}                               REPLY id <json>
 //   KERNEL 0 {lang} + 4 fds (SCM_RIGHTS)        NEED_KERNEL 0 {lang}
 //     (or {error} without fds)                    (its forked kernel died: another, please)
+//   ACK id {}  (the host stored DONE id)       RESUME id {exec_id, lang, started, elapsed_ms}
+//                                               SYNCED 0 {}                     (replay ended)
+// Durable agents (--listen-fd) outlive their host: on EOF they keep running, keep what they
+// would have sent, and accept the next host on the listening socket. Each host connection
+// starts with HELLO {pid, version, protocol, resumed}; a resumed agent then replays, per
+// execution it still holds (running, or DONE not yet ACKed), RESUME, its OUTPUT so far in
+// order, and DONE if it ended; then SYNCED. RUN carries the host's `exec_id` for this.
 // Executions of one kernel language run one at a time in RUN order; shell runs at once.
 // The agent enforces each execution's timeout from the moment it starts (STARTED); the host
 // keeps a backstop that tears the instance down if the agent stops answering.
@@ -42,6 +49,7 @@ enum class Type : std::uint8_t {
   warm = 5,
   shutdown = 6,
   kernel = 7,  // a kernel's pipes, forked in by the host, as SCM_RIGHTS on this frame
+  ack = 8,     // DONE id is stored by the host: the agent may forget execution id
   // agent -> host
   hello = 64,
   started = 65,
@@ -49,7 +57,12 @@ enum class Type : std::uint8_t {
   done = 67,
   reply = 68,
   need_kernel = 69,
+  resume = 70,   // replay of one held execution to a host that attached again
+  synced = 71,   // the replay is complete
 };
+
+// The protocol this build speaks (HELLO's "protocol"); a host refuses any other, by name.
+inline constexpr int protocol_version = 2;
 
 inline constexpr std::size_t header_size = 12;
 inline constexpr std::uint32_t max_payload = 64u << 20;
@@ -86,7 +99,16 @@ inline constexpr int max_json_depth = 16;
 struct Hello {
   std::int64_t pid = 0;
   std::string version;
+  int protocol = 1;      // agents before durability sent none
+  bool resumed = false;  // a later connection of a durable agent: RESUMEs follow, then SYNCED
 };
+struct Resume {
+  std::string exec_id;   // as the host's RUN named it
+  Language lang = Language::shell;
+  bool started = false;
+  std::uint64_t elapsed_ms = 0;  // since it started
+};
+struct Synced {};
 struct Started {};
 struct Output {
   int stream = 1;  // 1 stdout, 2 stderr
@@ -110,7 +132,7 @@ struct Reply {
 struct NeedKernel {
   std::string lang;
 };
-using Message = std::variant<Hello, Started, Output, Done, Reply, NeedKernel>;
+using Message = std::variant<Hello, Started, Output, Done, Reply, NeedKernel, Resume, Synced>;
 
 struct Decoded {
   std::uint32_t id = 0;

@@ -17,11 +17,13 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "sandbox/error.hpp"
 #include "sandbox/isolation.hpp"
 #include "sandbox/limits.hpp"
 
@@ -38,6 +40,15 @@ struct LaunchSpec {
   // Start the Python kernel with the agent. Backends with a template process (namespaces)
   // fork it from there, sharing the imported modules' pages across sessions.
   bool python_kernel = false;
+  // Durable sessions (DESIGN section 7): the agent survives its server. The backend binds a
+  // listening unix socket at `control_socket` (its directory mode 0700, the socket 0600),
+  // hands it to the agent (`--listen-fd`), and arms no parent-death signal; a later server
+  // connects there. The agent ends itself after `orphan_timeout` without a server, or at
+  // `lifetime_deadline_ms` (ms since the epoch; 0 = none).
+  bool durable = false;
+  std::filesystem::path control_socket;
+  std::chrono::milliseconds orphan_timeout{0};
+  std::int64_t lifetime_deadline_ms = 0;
 };
 
 // Resource usage of the whole session, where the backend can measure it (cgroups).
@@ -72,6 +83,12 @@ class Instance {
   // agent whose first one died: the agent's ends of its four pipes (stdout, stderr,
   // requests, replies), owned by the caller. Empty where the backend has no template.
   virtual std::vector<int> fork_python_kernel() { return {}; }
+  // What a later server needs to adopt this instance (Backend::adopt): a JSON object of the
+  // agent's host pid and start time, the cgroup, mounts and names it holds. Durable only.
+  virtual std::string handle() const { return {}; }
+  // Lets go of the instance without ending it (the server stops, the session lives on): after
+  // this, destruction kills nothing and removes no cgroup, mount or file.
+  virtual void release() {}
 };
 
 class Backend {
@@ -84,7 +101,27 @@ class Backend {
   // naming the step that failed.
   virtual std::unique_ptr<Instance> launch(const LaunchSpec& spec) = 0;
   // Removes what a crashed earlier run left under `state_dir` (containers, cgroups, mounts).
-  virtual void recover(const std::filesystem::path& state_dir) { (void)state_dir; }
+  // Sessions whose LaunchSpec::session_id is in `keep` are left alone (a restarted server
+  // adopts them, or keeps a lost one's workspace).
+  virtual void recover(const std::filesystem::path& state_dir, const std::set<std::string>& keep = {}) {
+    (void)state_dir;
+    (void)keep;
+  }
+  // The instance `handle` (Instance::handle()) names, left running by an earlier server, with
+  // `spec` as it was launched. The control connection is made: control_fd() is a fresh
+  // connection to spec.control_socket. Throws unavailable when the agent is gone (its pid
+  // exited or was reused, its socket refuses) or the backend cannot adopt.
+  virtual std::unique_ptr<Instance> adopt(const LaunchSpec& spec, std::string_view handle) {
+    (void)spec;
+    (void)handle;
+    throw Error(errc::unavailable, std::string(name()) + " sessions cannot be adopted by a new server");
+  }
+  // Ends what a lost session (its agent gone) left: processes, cgroups; its workspace (and a
+  // quota mount under it) stays until forget(). Idempotent.
+  virtual void reap_lost(const LaunchSpec& spec, std::string_view handle) {
+    (void)spec;
+    (void)handle;
+  }
   // Bounds the memory and processes of every session this backend starts, together (a
   // parent cgroup of them all). Backends without one ignore it; containment() says so.
   virtual void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) {

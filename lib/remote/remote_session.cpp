@@ -299,9 +299,11 @@ SessionStatus RemoteSession::status() const {
     std::string s = j.value("status", "");
     if (s == "Pending") return SessionStatus::pending;
     if (s == "Closed") return SessionStatus::closed;
+    if (s == "Lost") return SessionStatus::lost;
     return SessionStatus::ready;
   } catch (const Error& e) {
     if (e.code_value() == errc::not_found) return SessionStatus::closed;
+    if (e.code_value() == errc::session_lost) return SessionStatus::lost;
     throw;
   }
 }

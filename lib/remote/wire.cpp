@@ -21,7 +21,7 @@ net::ClientOptions client_options(const ConnectOptions& o) {
 }  // namespace
 
 errc errc_named(std::string_view name) {
-  for (int i = 0; i <= static_cast<int>(errc::internal); ++i)
+  for (int i = 0; i <= static_cast<int>(errc::session_lost); ++i)
     if (to_string(static_cast<errc>(i)) == name) return static_cast<errc>(i);
   return errc::internal;
 }

@@ -29,7 +29,7 @@ json components() {
                                 {"enum", {"invalid_argument", "not_found", "already_exists",
                                           "permission_denied", "unauthenticated",
                                           "resource_exhausted", "unavailable",
-                                          "failed_precondition", "timeout", "internal"}}}},
+                                          "failed_precondition", "timeout", "internal", "session_lost"}}}},
                       {"message", {{"type", "string"}}},
                       // Over a quota (429): which one.
                       {"quota", {{"type", "string"},

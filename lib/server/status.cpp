@@ -19,6 +19,7 @@ int http_status(errc code, bool request_too_large) noexcept {
     case errc::failed_precondition: return 409;
     case errc::timeout: return 504;
     case errc::internal: return 500;
+    case errc::session_lost: return 410;
   }
   return 500;
 }

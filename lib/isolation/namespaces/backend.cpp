@@ -318,7 +318,8 @@ class NamespacesBackend final : public Backend {
                                    ceiling);
   }
 
-  void recover(const fs::path& state_dir) override {
+  void recover(const fs::path& state_dir, const std::set<std::string>& keep) override {
+    (void)keep;  // TODO(durable): leave kept sessions alone
     // Cgroups of servers that are gone ("<pid>.<n>.<sid>" with no such pid).
     for (auto& root : host().layout.roots()) {
       std::error_code ec;

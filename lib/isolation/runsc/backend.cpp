@@ -258,7 +258,8 @@ class RunscBackend final : public Backend {
     return inst;
   }
 
-  void recover(const fs::path& state_dir) override {
+  void recover(const fs::path& state_dir, const std::set<std::string>& keep) override {
+    (void)keep;  // TODO(durable): leave kept sessions alone
     if (state_dir.empty() || !probe().available) return;
     std::error_code ec;
     for (auto& session : fs::directory_iterator(state_dir / "sessions", ec)) {
