@@ -54,6 +54,14 @@ ExecutionImpl::ExecutionImpl(std::string id, std::uint32_t wire_id, ExecRequest 
   result_.language = language_;
 }
 
+void ExecutionImpl::restore(Result stored) {
+  std::unique_lock lock(mutex_);
+  result_ = std::move(stored);
+  result_.execution_id = id_;
+  result_.language = language_;
+  done_ = true;
+}
+
 Status ExecutionImpl::status() const {
   std::lock_guard lock(mutex_);
   return result_.status;

@@ -40,6 +40,8 @@ class ExecutionImpl final : public Execution {
   void on_done(agent::Done&& done, const std::function<void(Result&)>& refine);
   // Bytes this execution holds (streams, result, images, error): what history counts.
   std::uint64_t footprint() const;
+  // An execution a previous server finished, from its stored result (a restart).
+  void restore(Result stored);
   // Ends the execution without the agent (agent lost, backstop timeout).
   void fail(Status status, Termination why, std::string note);
   // Kept until the execution ends, let go before anyone can see it ended (a tenant's

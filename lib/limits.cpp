@@ -123,4 +123,26 @@ Limits narrow(const Limits& ceiling, const Limits& r) {
   return r;
 }
 
+std::string limits_json(const Limits& l) {
+  const Limits d;
+  nlohmann::json j = nlohmann::json::object();
+  auto put = [&j](const char* name, auto v, auto dv) {
+    if (v != dv) j[name] = v;
+  };
+  if (l.timeout != d.timeout) j["timeout"] = static_cast<double>(l.timeout.count()) / 1000;
+  if (l.cpu_time != d.cpu_time) j["cpu_time"] = l.cpu_time.count();
+  put("memory_bytes", l.memory_bytes, d.memory_bytes);
+  put("max_processes", l.max_processes, d.max_processes);
+  put("disk_bytes", l.disk_bytes, d.disk_bytes);
+  put("output_bytes", l.output_bytes, d.output_bytes);
+  put("upload_bytes", l.upload_bytes, d.upload_bytes);
+  put("open_files", l.open_files, d.open_files);
+  put("cpus", l.cpus, d.cpus);
+  put("result_bytes", l.result_bytes, d.result_bytes);
+  put("image_bytes", l.image_bytes, d.image_bytes);
+  put("images_bytes", l.images_bytes, d.images_bytes);
+  put("history_bytes", l.history_bytes, d.history_bytes);
+  return j.dump();
+}
+
 }  // namespace sandbox

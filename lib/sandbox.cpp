@@ -19,13 +19,16 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lost_session.hpp"
 #include "placed_session.hpp"
 #include "session_impl.hpp"
+#include "store/store.hpp"
 
 namespace sandbox {
 
@@ -36,6 +39,10 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<isolation::Backend> backend;
   std::filesystem::path state_dir;
   bool owns_state_dir = false;
+  // A real state dir's record of sessions (and its lock: one Sandbox per state dir).
+  // Sessions are durable when the backend can leave them running and the options allow.
+  std::unique_ptr<store::Store> store;
+  bool durable = false;
 
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
@@ -83,6 +90,11 @@ struct Sandbox::Impl : std::enable_shared_from_this<Impl> {
 
   std::shared_ptr<SessionImpl> make_session(std::string id, std::string owner, Limits limits,
                                             Language warm);
+  SessionContext context();
+  isolation::LaunchSpec spec_for(const std::string& session_key, const Limits& limits) const;
+  // What the store holds from an earlier server: every local session adopted, or lost.
+  void adopt_stored();
+  std::shared_ptr<Session> adopt_one(store::SessionRecord rec);
   void fill_pool();
   // One execution counted against its owner's quota, until the session lets go of it.
   struct Admission {
@@ -154,30 +166,6 @@ void remove_tree(const std::filesystem::path& p) {
   std::filesystem::remove_all(p, ec);
 }
 
-// The fields of `l` a pod's server must be told (those apart from a server's defaults), as
-// docs/http.md names them: the pod's own ceiling is its defaults.
-nlohmann::json limits_fields(const Limits& l) {
-  const Limits d;
-  nlohmann::json j = nlohmann::json::object();
-  auto put = [&j](const char* name, auto v, auto dv) {
-    if (v != dv) j[name] = v;
-  };
-  if (l.timeout != d.timeout) j["timeout"] = static_cast<double>(l.timeout.count()) / 1000;
-  if (l.cpu_time != d.cpu_time) j["cpu_time"] = l.cpu_time.count();
-  put("memory_bytes", l.memory_bytes, d.memory_bytes);
-  put("max_processes", l.max_processes, d.max_processes);
-  put("disk_bytes", l.disk_bytes, d.disk_bytes);
-  put("output_bytes", l.output_bytes, d.output_bytes);
-  put("upload_bytes", l.upload_bytes, d.upload_bytes);
-  put("open_files", l.open_files, d.open_files);
-  put("cpus", l.cpus, d.cpus);
-  put("result_bytes", l.result_bytes, d.result_bytes);
-  put("image_bytes", l.image_bytes, d.image_bytes);
-  put("images_bytes", l.images_bytes, d.images_bytes);
-  put("history_bytes", l.history_bytes, d.history_bytes);
-  return j;
-}
-
 }  // namespace
 
 std::shared_ptr<Session> Sandbox::Impl::place(const SessionOptions& opts, const Limits& limits) {
@@ -191,7 +179,7 @@ std::shared_ptr<Session> Sandbox::Impl::place(const SessionOptions& opts, const 
     throw Error(errc::already_exists, "session " + opts.id + " exists");
   }
   nlohmann::json body = {{"id", opts.id}, {"language", std::string(to_string(opts.language))}};
-  if (opts.limits) body["limits"] = limits_fields(limits);
+  if (opts.limits) body["limits"] = nlohmann::json::parse(limits_json(limits));
   try {
     auto loc = gateway->create(opts.id, d.target, limits, std::move(body), opts.owner);
     return std::make_shared<PlacedSession>(gateway, std::move(loc), opts.owner, limits, d.reason,
@@ -233,7 +221,8 @@ void Sandbox::Impl::reap() {
   const std::chrono::milliseconds idle = options.idle_timeout, life = options.lifetime;
   const std::chrono::milliseconds shortest = idle.count() > 0 && (life.count() <= 0 || idle < life) ? idle : life;
   // Often enough that a session goes soon after its time, seldom enough to cost nothing.
-  const auto period = std::clamp<std::chrono::milliseconds>(shortest / 4, 100ms, 2000ms);
+  const auto period = shortest.count() > 0 ? std::clamp<std::chrono::milliseconds>(shortest / 4, 100ms, 2000ms)
+                                            : std::chrono::milliseconds(2000);  // lost sessions' retention only
   std::unique_lock lock(mutex);
   while (!stopping) {
     reaper_cv.wait_for(lock, period, [&] { return stopping; });
@@ -249,7 +238,13 @@ void Sandbox::Impl::reap() {
       try {  // a placed session asks its cluster or cloud, which may be unreachable now
         const SessionStatus st = s->status();
         if (st == SessionStatus::closed) continue;
-        too_old = life.count() > 0 && wall - s->created() > life;
+        if (st == SessionStatus::lost) {
+          // A lost session's workspace is kept for its retention time, then deleted.
+          auto* l = dynamic_cast<LostSession*>(s.get());
+          if (!l || wall - l->lost_at() <= options.lost_retention) continue;
+          too_old = true;
+        }
+        too_old = too_old || (life.count() > 0 && wall - s->created() > life);
         // A pod still starting is not idle: idleness counts from Ready.
         unused = idle.count() > 0 && st != SessionStatus::pending && now - s->last_used() > idle;
         if (unused && !too_old) {
@@ -300,19 +295,52 @@ std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::st
                                                         Limits limits, Language warm) {
   // Process-wide, so that two Sandboxes sharing a state dir never share a session dir.
   static std::atomic<std::uint64_t> serials{0};
-  const std::uint64_t serial = serials++;
-  isolation::LaunchSpec spec;
   // Directories, cgroups and containers are named by serial, not by the client's id, so that
-  // a pooled session can take any id and names never collide across servers.
-  spec.session_id = "s" + std::to_string(::getpid()) + "-" + std::to_string(serial);
-  spec.session_dir = state_dir / "sessions" / spec.session_id;
+  // a pooled session can take any id and names never collide across servers (nor with a
+  // kept session of an earlier server that had this pid).
+  std::string key;
+  do {
+    key = "s" + std::to_string(::getpid()) + "-" + std::to_string(serials++);
+  } while (std::filesystem::exists(state_dir / "sessions" / key));
+  isolation::LaunchSpec spec = spec_for(key, limits);
+  std::filesystem::create_directories(spec.workspace);
+  ::chmod(spec.session_dir.c_str(), 0711);
+  auto s = std::make_shared<SessionImpl>(context(), std::move(id), std::move(owner), limits, spec);
+  try {
+    s->launch(warm);
+  } catch (...) {
+    s->close();
+    remove_tree(spec.session_dir);
+    throw;
+  }
+  return s;
+}
+
+isolation::LaunchSpec Sandbox::Impl::spec_for(const std::string& session_key, const Limits& limits) const {
+  isolation::LaunchSpec spec;
+  spec.session_id = session_key;
+  spec.session_dir = state_dir / "sessions" / session_key;
   spec.workspace = spec.session_dir / "workspace";
   spec.runtime_dir = options.runtime_dir;
   spec.interpreters = options.interpreters;
   spec.limits = limits;
   spec.preload = options.preload;
-  std::filesystem::create_directories(spec.workspace);
-  ::chmod(spec.session_dir.c_str(), 0711);
+  if (durable) {
+    spec.durable = true;
+    spec.control_socket = spec.session_dir / "control" / "agent.sock";
+    using std::chrono::minutes;
+    spec.orphan_timeout = options.orphan_timeout.count() > 0 ? std::chrono::milliseconds(options.orphan_timeout)
+                          : options.idle_timeout.count() > 0 ? std::chrono::milliseconds(options.idle_timeout)
+                                                             : std::chrono::milliseconds(minutes(15));
+    if (options.lifetime.count() > 0)
+      spec.lifetime_deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      (std::chrono::system_clock::now() + options.lifetime).time_since_epoch())
+                                      .count();
+  }
+  return spec;
+}
+
+SessionContext Sandbox::Impl::context() {
   auto weak = weak_from_this();
   SessionContext ctx{io, *backend, [weak](const Result& r) {
                        if (auto self = weak.lock()) {
@@ -325,15 +353,66 @@ std::shared_ptr<SessionImpl> Sandbox::Impl::make_session(std::string id, std::st
     auto self = weak.lock();
     return self ? self->admit_execution(tenant) : nullptr;
   };
-  auto s = std::make_shared<SessionImpl>(std::move(ctx), std::move(id), std::move(owner), limits, spec);
+  ctx.store = store.get();
+  return ctx;
+}
+
+std::shared_ptr<Session> Sandbox::Impl::adopt_one(store::SessionRecord rec) {
+  Limits limits = options.limits;
   try {
-    s->launch(warm);
-  } catch (...) {
-    s->close();
-    remove_tree(spec.session_dir);
-    throw;
+    limits = parse_limits(rec.limits_json, Limits{});
+  } catch (const Error&) {
+    // A record from a build with other limits: the defaults rather than nothing.
   }
-  return s;
+  isolation::LaunchSpec spec = spec_for(rec.session_key, limits);
+  if (rec.state != "lost") {
+    try {
+      if (rec.backend != backend->name())
+        throw Error(errc::unavailable, "it ran under the " + rec.backend + " backend, this server uses " +
+                                           std::string(backend->name()));
+      auto s = std::make_shared<SessionImpl>(context(), rec.id, rec.owner, limits, spec);
+      std::vector<Result> history;
+      for (auto& e : store->executions(rec.owner, rec.id, 64)) {
+        try {
+          history.push_back(parse_result(e.result_json));
+        } catch (const std::exception&) {
+          // A result this build cannot read is left out, not the session.
+        }
+      }
+      s->attach(rec, std::move(history));
+      return s;
+    } catch (const std::exception& e) {
+      rec.state = "lost";
+      rec.lost_reason = e.what();
+      rec.lost_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      std::fprintf(stderr, "sandbox: session %s could not be adopted: %s\n", rec.id.c_str(), e.what());
+      try {
+        if (rec.backend == backend->name()) backend->reap_lost(spec, rec.handle_json);
+      } catch (const std::exception& r) {
+        std::fprintf(stderr, "sandbox: cannot end what session %s left: %s\n", rec.id.c_str(), r.what());
+      }
+      store->put_session(rec);
+    }
+  }
+  return std::make_shared<LostSession>(std::move(rec), limits, std::move(spec), *backend, store.get());
+}
+
+void Sandbox::Impl::adopt_stored() {
+  for (auto& rec : store->sessions()) {
+    if (rec.placement != "local") continue;  // placed sessions: the gateway's record
+    Key key{rec.owner, rec.id};
+    std::shared_ptr<Session> s;
+    try {
+      s = adopt_one(std::move(rec));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot restore session %s: %s\n", key.second.c_str(), e.what());
+      continue;
+    }
+    std::lock_guard lock(mutex);
+    if (sessions.try_emplace(key, std::move(s)).second) ++sessions_of[key.first];
+  }
 }
 
 void Sandbox::Impl::beat() {
@@ -382,24 +461,28 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   }
   // Sessions' code may run as another uid: it must traverse (not list) the state dir.
   ::chmod(im.state_dir.c_str(), 0711);
+  // First the lock: nothing below may touch a state dir another server is using.
+  if (!im.owns_state_dir) im.store = store::Store::open(im.state_dir);
   std::filesystem::create_directories(im.state_dir / "sessions");
   ::chmod((im.state_dir / "sessions").c_str(), 0711);
   im.backend = isolation::make_backend(im.options.isolation);
-  im.backend->recover(im.state_dir);
+  im.durable = im.store && im.backend->durable() && !im.options.close_sessions_on_exit;
+  // What the store names stays (adopted, or kept as lost); every other leftover goes.
+  std::vector<store::SessionRecord> stored = im.store ? im.store->sessions() : std::vector<store::SessionRecord>{};
+  std::set<std::string> keep;
+  for (const auto& r : stored)
+    if (r.placement == "local" && !r.session_key.empty()) keep.insert(r.session_key);
+  im.backend->recover(im.state_dir, keep);
   const SessionsCeiling host = default_sessions_ceiling();
   if (im.options.sessions_memory_bytes == 0) im.options.sessions_memory_bytes = host.memory_bytes;
   if (im.options.sessions_processes == 0) im.options.sessions_processes = host.processes;
   im.backend->bound_sessions(im.options.sessions_memory_bytes, im.options.sessions_processes);
-  // Leftovers of a crashed earlier server (s<pid>-<n> of a pid that is gone) go too; a live
-  // process's sessions, even another Sandbox's in this process, stay.
+  // Session dirs the store does not name are leftovers (the lock says no other server
+  // uses this state dir).
   if (!im.owns_state_dir) {
     std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator(im.state_dir / "sessions", ec)) {
-      std::string name = e.path().filename().string();
-      pid_t owner = name.size() > 1 && name[0] == 's' ? static_cast<pid_t>(std::atoi(name.c_str() + 1)) : 0;
-      if (owner > 0 && (::kill(owner, 0) == 0 || errno == EPERM)) continue;
-      remove_tree(e.path());
-    }
+    for (auto& e : std::filesystem::directory_iterator(im.state_dir / "sessions", ec))
+      if (!keep.count(e.path().filename().string())) remove_tree(e.path());
   }
   if (im.options.placement.mode != placement::Mode::local) {
     // Cloud sessions are recorded beside the local ones; pods are their own record.
@@ -410,8 +493,11 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   }
   im.beat();
   im.io_thread = std::thread([this] { impl_->io.run(); });
+  if (im.store) im.adopt_stored();  // agents answer on the I/O thread
+  bool any_lost = false;
+  for (const auto& [k, s] : im.sessions) any_lost = any_lost || (s && s->status() == SessionStatus::lost);
   if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
-  if (im.options.idle_timeout.count() > 0 || im.options.lifetime.count() > 0)
+  if (im.options.idle_timeout.count() > 0 || im.options.lifetime.count() > 0 || any_lost)
     im.reaper_thread = std::thread([&im] { im.reap(); });
 }
 
@@ -426,20 +512,34 @@ Sandbox::~Sandbox() {
   if (im.pool_thread.joinable()) im.pool_thread.join();
   if (im.reaper_thread.joinable()) im.reaper_thread.join();
   std::vector<std::shared_ptr<Session>> all;
+  std::vector<std::shared_ptr<SessionImpl>> released;
   {
     std::lock_guard lock(im.mutex);
     // Placed sessions outlive this process (their pods and the cloud's sessions): a
     // restarted Sandbox with the same placement finds them again.
     for (auto& [id, s] : im.sessions) {
-      if (s && !std::dynamic_pointer_cast<PlacedSession>(s)) all.push_back(s);
+      if (!s || std::dynamic_pointer_cast<PlacedSession>(s)) continue;
+      // A lost session keeps its workspace until it is deleted or its retention passes.
+      if (std::dynamic_pointer_cast<LostSession>(s)) continue;
+      if (im.durable) {
+        if (auto local = std::dynamic_pointer_cast<SessionImpl>(s)) {
+          released.push_back(std::move(local));
+          continue;
+        }
+      }
+      all.push_back(s);
     }
-    for (auto& s : im.pool) all.push_back(s);
+    for (auto& s : im.pool) all.push_back(s);  // nobody's yet: nothing to keep
     im.sessions.clear();
     im.pool.clear();
   }
+  // Durable sessions live on: their agents keep running for the next Sandbox on this dir.
+  for (auto& s : released) s->release();
+  released.clear();
   for (auto& s : all) s->close();
   all.clear();
   im.teardown.join();
+  if (im.store) im.store->flush();  // the last results, and their ACKs, before the lock goes
   im.work.reset();
   im.io.stop();  // the heartbeat's timer is not touched from here: it belongs to the I/O thread
   if (im.io_thread.joinable()) im.io_thread.join();
@@ -504,6 +604,14 @@ std::shared_ptr<Session> Sandbox::create_session(SessionOptions opts) {
       s = im.make_session(opts.id, opts.owner, limits, opts.language);
     }
   } catch (...) {
+    std::lock_guard lock(im.mutex);
+    im.forget(key);
+    throw;
+  }
+  try {
+    s->save();  // the store's record, before anyone learns of the session
+  } catch (...) {
+    s->close();
     std::lock_guard lock(im.mutex);
     im.forget(key);
     throw;

@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "files_internal.hpp"
+#include "sandbox/result.hpp"
 #include "sys/fd.hpp"
 
 namespace sandbox {
@@ -43,6 +44,7 @@ struct SessionImpl::Agent {
   std::unique_ptr<isolation::Instance> instance;
   std::shared_ptr<agent::Channel> channel;
   std::promise<void> hello;
+  std::promise<void> synced;  // a resumed agent's replay ended
   std::promise<void> gone;  // set when the control socket closes
   bool lost = false;
   std::mutex instance_mutex;  // terminate() may race with close()'s teardown
@@ -98,6 +100,22 @@ std::string fmt_execution_id(std::uint32_t wire) {
   return id + "-" + std::to_string(wire);
 }
 
+std::int64_t wall_ms(std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// The wire id an execution id ends in ("<hex>-<wire>"), 0 if none.
+std::uint32_t wire_of(std::string_view id) {
+  auto dash = id.rfind('-');
+  if (dash == std::string_view::npos) return 0;
+  std::uint64_t v = 0;
+  for (char c : id.substr(dash + 1)) {
+    if (c < '0' || c > '9' || v > UINT32_MAX) return 0;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  return v > UINT32_MAX ? 0 : static_cast<std::uint32_t>(v);
+}
+
 // A dead agent's teardown, posted off the I/O thread; the Agent may be released there too, so
 // its Instance's destructor (waitpid, cgroup removal, umount) runs there as well.
 template <class AgentT>
@@ -129,7 +147,18 @@ SessionImpl::~SessionImpl() {
 }
 
 void SessionImpl::touch() {
-  last_used_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  last_used_ns_ = now;
+  // The store learns of use at most once a second: a restart's idle clock, not a log.
+  auto before = stored_touch_ns_.load();
+  if (ctx_.store && stored_ && now - before > std::int64_t{1'000'000'000} &&
+      stored_touch_ns_.compare_exchange_strong(before, now)) {
+    try {
+      ctx_.store->touch(owner_, id_, wall_ms());
+    } catch (const std::exception&) {
+      // Only the idle clock of a later restart is less exact.
+    }
+  }
 }
 
 std::chrono::steady_clock::time_point SessionImpl::last_used() const {
@@ -141,6 +170,7 @@ void SessionImpl::check_open() const {
 }
 
 void SessionImpl::launch(Language warm) {
+  language_ = warm;
   auto a = start_agent(warm);
   {
     std::lock_guard lock(mutex_);
@@ -157,14 +187,21 @@ void SessionImpl::adopt(std::string id, std::string owner) {
 }
 
 std::shared_ptr<SessionImpl::Agent> SessionImpl::start_agent(Language warm) {
-  auto a = std::make_shared<Agent>();
   auto spec = spec_;
   spec.python_kernel = warm == Language::python;
-  a->instance = ctx_.backend.launch(spec);
+  auto a = connect(ctx_.backend.launch(spec), false);
+  if (warm != Language::shell) a->channel->send(agent::Type::warm, 0, json{{"lang", to_string(warm)}}.dump());
+  return a;
+}
+
+std::shared_ptr<SessionImpl::Agent> SessionImpl::connect(std::unique_ptr<isolation::Instance> instance, bool resumed) {
+  auto a = std::make_shared<Agent>();
+  a->instance = std::move(instance);
   int fd = ::dup(a->instance->control_fd());
   if (fd < 0) throw_syscall("dup", errno, "agent socket");
   a->channel = std::make_shared<agent::Channel>(ctx_.io, fd);
   auto hello = a->hello.get_future();
+  auto synced = a->synced.get_future();
   std::weak_ptr<SessionImpl> weak = weak_from_this();
   std::weak_ptr<Agent> weak_agent = a;
   a->channel->start(
@@ -182,8 +219,11 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::start_agent(Language warm) {
     a->terminate();
     throw Error(errc::unavailable, "the session's agent did not start within 30 s");
   }
-  hello.get();  // rethrows if the agent died before saying hello
-  if (warm != Language::shell) a->channel->send(agent::Type::warm, 0, json{{"lang", to_string(warm)}}.dump());
+  hello.get();  // rethrows if the agent died before saying hello (or speaks another protocol)
+  if (resumed && synced.wait_for(30s) != std::future_status::ready) {
+    a->channel->close();
+    throw Error(errc::unavailable, "the session's agent did not replay its executions within 30 s");
+  }
   return a;
 }
 
@@ -194,21 +234,50 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::agent() {
   }
   // The previous agent died (its executions already failed): start a new one, same workspace.
   auto a = start_agent(Language::shell);
-  std::shared_ptr<Agent> previous;
-  std::lock_guard lock(mutex_);
-  if (!agent_) agent_ = a;
-  previous = std::move(previous_agent_);
-  return agent_;
+  std::shared_ptr<Agent> previous, current;
+  {
+    std::lock_guard lock(mutex_);
+    if (!agent_) agent_ = a;
+    previous = std::move(previous_agent_);
+    current = agent_;
+  }
+  // A later server must find the new agent, not the dead one.
+  if (stored_) {
+    try {
+      save();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot record session %s's new agent: %s\n", id_.c_str(), e.what());
+    }
+  }
+  return current;
 }
 
 // On the I/O thread, with values agent::decode() already checked.
 void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) {
   using namespace agent;
-  if (std::holds_alternative<Hello>(f.message)) {
+  if (auto* h = std::get_if<Hello>(&f.message)) {
     try {
+      if (h->protocol != protocol_version) {
+        a->hello.set_exception(std::make_exception_ptr(Error(
+            errc::unavailable, "the session's agent speaks protocol " + std::to_string(h->protocol) +
+                                   " and this server protocol " + std::to_string(protocol_version))));
+        a->channel->close();
+        return;
+      }
       a->hello.set_value();
     } catch (const std::future_error&) {
     }
+    return;
+  }
+  if (std::holds_alternative<Synced>(f.message)) {
+    try {
+      a->synced.set_value();
+    } catch (const std::future_error&) {
+    }
+    return;
+  }
+  if (auto* r = std::get_if<Resume>(&f.message)) {
+    on_resume(a, f.id, std::move(*r));
     return;
   }
   if (auto* reply = std::get_if<Reply>(&f.message)) {
@@ -261,7 +330,63 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) 
       std::lock_guard lock(mutex_);
       trim_history();
     }
+    if (ctx_.store) persist(*ex, a);
     if (ctx_.on_execution_done) ctx_.on_execution_done(ex->snapshot({0, 0}));
+  }
+}
+
+// A resumed agent's execution, begun under an earlier server: followed by its OUTPUT so far
+// and its DONE if it ended. One that the store holds already ended and was stored before the
+// agent heard the ACK: acknowledged again.
+void SessionImpl::on_resume(const std::shared_ptr<Agent>& a, std::uint32_t wire, agent::Resume&& r) {
+  std::shared_ptr<ExecutionImpl> ex;
+  bool stored = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto known = executions_.find(r.exec_id);
+    stored = known != executions_.end() && known->second->done();
+    if (!stored && (known != executions_.end() || running_.count(wire) || wire == 0 || running_.size() >= 4096))
+      return;  // a duplicate, or more than any host sends: ignored
+    if (!stored) {
+      ExecRequest req;
+      req.language = r.lang;
+      ex = std::make_shared<ExecutionImpl>(r.exec_id, wire, std::move(req), limits_, weak_from_this());
+      Running entry;
+      entry.exec = ex;
+      entry.agent = a;
+      entry.timeout = limits_.timeout;
+      running_.emplace(wire, std::move(entry));
+      executions_.emplace(ex->id(), ex);
+      if (!latest_ || latest_->wire_id() < wire) latest_ = ex;
+      next_wire_id_ = std::max(next_wire_id_, wire + 1);
+    }
+  }
+  if (stored) {
+    try {
+      a->channel->send(agent::Type::ack, wire, "{}");
+    } catch (const Error&) {
+    }
+    return;
+  }
+  if (r.started) ex->on_started();
+}
+
+void SessionImpl::persist(const ExecutionImpl& ex, const std::shared_ptr<Agent>& a) {
+  store::ExecutionRecord rec{owner_, id_, ex.id(), ex.wire_id(), to_json(ex.snapshot({})), wall_ms()};
+  std::weak_ptr<agent::Channel> channel = a->channel;
+  const std::uint32_t wire = ex.wire_id();
+  try {
+    // Once it is on disk the agent may forget it (it replays what it holds to a new server).
+    ctx_.store->put_execution(std::move(rec), [channel, wire] {
+      if (auto c = channel.lock()) {
+        try {
+          c->send(agent::Type::ack, wire, "{}");
+        } catch (const Error&) {
+        }
+      }
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sandbox: cannot store a result of session %s: %s\n", id_.c_str(), e.what());
   }
 }
 
@@ -392,7 +517,14 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   auto a = agent();
   std::shared_ptr<ExecutionImpl> ex;
   Running entry;
+  std::uint32_t wire;
+  {
+    std::lock_guard lock(mutex_);
+    wire = next_wire_id_++;
+  }
+  const std::string exec_id = fmt_execution_id(wire);
   json payload = {{"lang", to_string(req.language)},
+                  {"exec_id", exec_id},
                   {"code", req.code},
                   {"stdin", req.stdin_text},
                   {"timeout_ms", timeout.count()},
@@ -402,13 +534,7 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
                             {"image", limits_.image_cap()},
                             {"images", limits_.images_cap()}}}};
   std::string text = payload.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::uint32_t wire;
-  {
-    std::lock_guard lock(mutex_);
-    wire = next_wire_id_++;
-    ex = std::make_shared<ExecutionImpl>(fmt_execution_id(wire), wire, std::move(req), limits_,
-                                         weak_from_this());
-  }
+  ex = std::make_shared<ExecutionImpl>(exec_id, wire, std::move(req), limits_, weak_from_this());
   ex->hold_until_done(std::move(admitted));  // the tenant's count, until it ends however it ends
   entry.exec = ex;
   entry.usage_before = a->usage();
@@ -507,6 +633,117 @@ void SessionImpl::close() {
   }
   std::error_code ec;
   std::filesystem::remove_all(spec_.session_dir, ec);
+  if (ctx_.store && stored_) {
+    try {
+      ctx_.store->remove_session(owner_, id_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sandbox: cannot remove session %s's record: %s\n", id_.c_str(), e.what());
+    }
+  }
+}
+
+void SessionImpl::release() {
+  if (status_.exchange(SessionStatus::closed) == SessionStatus::closed) return;
+  std::shared_ptr<Agent> a, previous;
+  std::map<std::uint32_t, Running> running;
+  std::map<std::uint32_t, std::promise<std::string>> replies;
+  {
+    std::lock_guard lock(mutex_);
+    a = std::move(agent_);
+    previous = std::move(previous_agent_);
+    running.swap(running_);
+    replies.swap(replies_);
+    if (a) a->lost = true;  // its channel's close below is ours, not the agent's end
+  }
+  for (auto& [id, p] : replies) p.set_value(R"({"error":"unavailable"})");
+  for (auto& [id, r] : running) {
+    if (r.backstop) r.backstop->cancel();
+    // The agent goes on running it; the next Sandbox on this state dir serves its result.
+    r.exec->fail(Status::failed, Termination::none,
+                 "this server stopped; the execution goes on and the next server on its state directory serves its result");
+  }
+  if (a) {
+    {
+      std::lock_guard lock(a->instance_mutex);
+      if (a->instance) a->instance->release();
+    }
+    a->channel->close();
+    a->destroy();
+  }
+  if (previous) {
+    previous->terminate();
+    previous->destroy();
+  }
+}
+
+store::SessionRecord SessionImpl::record() const {
+  store::SessionRecord r;
+  r.owner = owner_;
+  r.id = id_;
+  r.language = std::string(to_string(language_));
+  r.limits_json = limits_json(limits_);
+  r.created_ms = wall_ms(created_);
+  r.last_used_ms = wall_ms(std::chrono::system_clock::now() -
+                           std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                               std::chrono::steady_clock::now() - last_used()));
+  r.backend = std::string(ctx_.backend.name());
+  r.session_key = spec_.session_id;
+  std::shared_ptr<Agent> a;
+  {
+    std::lock_guard lock(mutex_);
+    a = agent_;
+    r.next_wire = next_wire_id_;
+  }
+  if (a) {
+    std::lock_guard lock(a->instance_mutex);
+    if (a->instance) r.handle_json = a->instance->handle();
+  }
+  return r;
+}
+
+void SessionImpl::save() {
+  if (!ctx_.store) return;
+  ctx_.store->put_session(record());
+  stored_ = true;
+}
+
+void SessionImpl::attach(const store::SessionRecord& rec, std::vector<Result> history) {
+  created_ = std::chrono::system_clock::time_point(std::chrono::milliseconds(rec.created_ms));
+  const auto idle_for = std::chrono::system_clock::now() -
+                        std::chrono::system_clock::time_point(std::chrono::milliseconds(rec.last_used_ms));
+  last_used_ns_ = (std::chrono::steady_clock::now() -
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::max(idle_for, std::chrono::system_clock::duration::zero())))
+                      .time_since_epoch()
+                      .count();
+  try {
+    language_ = parse_language(rec.language);
+  } catch (const Error&) {
+  }
+  stored_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    next_wire_id_ = std::max<std::uint32_t>(next_wire_id_, rec.next_wire);
+    for (auto& r : history) {
+      const std::uint32_t wire = wire_of(r.execution_id);
+      if (wire == 0 || executions_.count(r.execution_id)) continue;
+      ExecRequest req;
+      req.language = r.language;
+      auto ex = std::make_shared<ExecutionImpl>(r.execution_id, wire, std::move(req), limits_, weak_from_this());
+      ex->restore(std::move(r));
+      if (!latest_ || latest_->wire_id() < wire) latest_ = ex;
+      next_wire_id_ = std::max(next_wire_id_, wire + 1);
+      executions_.emplace(ex->id(), std::move(ex));
+    }
+  }
+  auto a = connect(ctx_.backend.adopt(spec_, rec.handle_json), true);
+  {
+    std::lock_guard lock(mutex_);
+    agent_ = a;
+    if (!files_) files_ = make_workspace_files(spec_.workspace, limits_.upload_bytes, a->instance->file_owner());
+    trim_history();
+  }
+  status_ = SessionStatus::ready;
 }
 
 }  // namespace sandbox

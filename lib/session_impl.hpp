@@ -15,6 +15,7 @@
 #include "execution_impl.hpp"
 #include "isolation/backends.hpp"
 #include "sandbox/session.hpp"
+#include "store/store.hpp"
 
 namespace sandbox {
 
@@ -29,6 +30,9 @@ struct SessionContext {
   // Where a dead agent's teardown runs (cgroup kill loops, waitpid, umount can take seconds):
   // never the I/O thread, which serves every session. Null: the I/O thread (tests only).
   boost::asio::thread_pool* teardown = nullptr;
+  // A real state dir's store: the session's record and its finished results (DESIGN
+  // section 7). Null for a private state dir: nothing outlives the Sandbox.
+  store::Store* store = nullptr;
 };
 
 class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {
@@ -41,6 +45,16 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   void launch(Language warm);
   // A pooled session taking on its real identity.
   void adopt(std::string id, std::string owner);
+  // A session an earlier server left running (its store record): adopts the agent through
+  // the backend, which replays what it held, and restores `history` (stored results, oldest
+  // first). Throws what Backend::adopt throws, or unavailable if the agent does not answer.
+  void attach(const store::SessionRecord& record, std::vector<Result> history);
+  // Lets go of the agent without ending it: the session lives on for the next Sandbox on
+  // this state dir. Executions this process still watches end with a note saying so.
+  void release();
+  // The record the store keeps, and writing it there (no-op without a store).
+  store::SessionRecord record() const;
+  void save();
 
   const std::string& id() const override { return id_; }
   const std::string& owner() const override { return owner_; }
@@ -76,7 +90,12 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   void check_open() const;
   std::shared_ptr<Agent> agent();  // launches again if the previous agent died
   std::shared_ptr<Agent> start_agent(Language warm);
+  // The channel to a launched or adopted instance, once its HELLO (and, resumed, its replay)
+  // arrived.
+  std::shared_ptr<Agent> connect(std::unique_ptr<isolation::Instance> instance, bool resumed);
+  void persist(const ExecutionImpl& ex, const std::shared_ptr<Agent>& a);  // a DONE, to the store
   void on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f);
+  void on_resume(const std::shared_ptr<Agent>& a, std::uint32_t wire, agent::Resume&& r);
   // `why` is empty when the agent exited, else why the host cut it off.
   void on_agent_lost(const std::shared_ptr<Agent>& a, const std::string& why = {});
   void trim_history();  // with mutex_ held
@@ -87,7 +106,10 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   std::string id_, owner_;
   const Limits limits_;
   const isolation::LaunchSpec spec_;
-  const std::chrono::system_clock::time_point created_;
+  std::chrono::system_clock::time_point created_;  // set once, before the session is shared
+  Language language_ = Language::python;             // the kernel it was created warm with
+  std::atomic<bool> stored_{false};                  // its record is in the store
+  std::atomic<std::int64_t> stored_touch_ns_{0};     // the store last learned of a use
   std::atomic<SessionStatus> status_{SessionStatus::pending};
   std::atomic<std::int64_t> last_used_ns_{0};
   std::unique_ptr<Files> files_;

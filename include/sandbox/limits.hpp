@@ -57,5 +57,8 @@ Limits parse_limits(std::string_view json_object, const Limits& base);
 // field (caps compared as resolved) is above `ceiling`; else throws
 // Error(permission_denied) naming the first field that is.
 Limits narrow(const Limits& ceiling, const Limits& requested);
+// The inverse of parse_limits over default Limits: a JSON object of every field that differs
+// from its default, named as above (a pod's server is told these; the session store keeps them).
+std::string limits_json(const Limits& limits);
 
 }  // namespace sandbox

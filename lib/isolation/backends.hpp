@@ -122,6 +122,14 @@ class Backend {
     (void)spec;
     (void)handle;
   }
+  // Undoes what reap_lost() kept (the workspace's quota mount), so that the caller can
+  // delete the session directory.
+  virtual void forget_lost(const LaunchSpec& spec, std::string_view handle) {
+    (void)spec;
+    (void)handle;
+  }
+  // Whether its instances can outlive the server and be adopted (handle, release, adopt).
+  virtual bool durable() const { return false; }
   // Bounds the memory and processes of every session this backend starts, together (a
   // parent cgroup of them all). Backends without one ignore it; containment() says so.
   virtual void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) {
