@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   {
     sandbox::Options so;
     so.state_dir = state;
+    so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     so.isolation = "rlimit";
     so.preload.clear();
     sandbox::Sandbox sb(so);

@@ -63,6 +63,7 @@ Slot& slot_for(const std::string& name) {
     sandbox::Options o;
     o.isolation = name;
     o.state_dir = g_world.state_root / name;
+    o.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     o.limits = case_limits();
     o.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
     o.preload = {};

@@ -16,6 +16,7 @@ TEST_P(Quota, GreedyTenantWhileAnotherWorks) {
   sandbox::Options o;
   o.isolation = backend();
   o.state_dir = world().state_root / (backend() + "-quota");
+  o.close_sessions_on_exit = true;  // sessions end with the Sandbox here
   o.limits = case_limits();
   o.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
   o.preload = {};

@@ -38,6 +38,7 @@ class SandboxPlacement : public ::testing::Test {
     opts.isolation = "rlimit";
     opts.preload = {};
     opts.state_dir = dir + "/sandbox";
+    opts.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     opts.placement.mode = placement::Mode::kubernetes;
     opts.placement.kubeconfig = fk.kubeconfig();
     opts.placement.pod_template = dir + "/template.json";
@@ -87,6 +88,7 @@ TEST_F(SandboxPlacement, ASessionGoesToAPodAndSaysSo) {
   {
     auto o2 = opts;
     o2.state_dir = dir + "/sandbox2";
+    o2.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     Sandbox again(o2);
     auto found = again.locate("k8s-1", "tenant-a");
     ASSERT_TRUE(found);
@@ -100,6 +102,7 @@ TEST_F(SandboxPlacement, ASessionGoesToAPodAndSaysSo) {
   {
     auto o3 = opts;
     o3.state_dir = dir + "/sandbox3";
+    o3.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     o3.max_sessions_per_tenant = 1;
     Sandbox quota(o3);
     EXPECT_THROW(quota.create_session({.id = "k8s-2", .owner = "tenant-a"}), QuotaExceeded)

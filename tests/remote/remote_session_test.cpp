@@ -24,6 +24,7 @@ class SessionContract : public ::testing::TestWithParam<std::string> {
     state_ = std::filesystem::temp_directory_path() / ("sandbox-remote-test-" + std::to_string(::getpid()));
     Options so;
     so.state_dir = state_;
+    so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     so.isolation = "rlimit";
     so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
     so.preload.clear();  // nothing here plots
@@ -243,6 +244,7 @@ TEST_F(RemoteClient, ServerErrorsComeBackAsTheirErrc) {
 TEST_F(RemoteClient, QuotaExceededNamesTheQuota) {
   Options so;
   so.state_dir = state_ / "quota";
+  so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
   so.isolation = "rlimit";
   so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
   so.preload.clear();

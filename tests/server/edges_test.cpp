@@ -56,6 +56,7 @@ struct Served {
     state_dir = state.empty() ? temp_dir(tag) : state;
     sandbox::Options so;
     so.state_dir = state_dir;
+    so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     so.isolation = "rlimit";
     so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
     so.limits.upload_bytes = 1 << 20;

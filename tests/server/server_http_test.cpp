@@ -29,6 +29,7 @@ class ServerTest : public ::testing::Test {
              ("sandbox-server-test-" + std::to_string(::getpid()));
     sandbox::Options so;
     so.state_dir = state_;
+    so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     so.isolation = "rlimit";
     so.limits.upload_bytes = 1 << 20;
     so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;

@@ -30,6 +30,7 @@ class TlsServerTest : public ::testing::Test {
     pki_ = new test::Pki(test::Pki::make(dir_ / "pki"));
     sandbox::Options so;
     so.state_dir = dir_ / "state";
+    so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
     so.isolation = "rlimit";
     so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
     sandbox_ = new Sandbox(so);
@@ -125,6 +126,7 @@ TEST_F(TlsServerTest, PlainHttpAndUnverifiedClientsFailCleanly) {
 TEST(TlsServerOptions, NeedBothCertificateAndKey) {
   sandbox::Options so;
   so.state_dir = std::filesystem::temp_directory_path() / ("sandbox-tls-opt-" + std::to_string(::getpid()));
+  so.close_sessions_on_exit = true;  // sessions end with the Sandbox here
   so.isolation = "rlimit";
   so.runtime_dir = SANDBOX_TEST_RUNTIME_DIR;
   Sandbox sb(so);
