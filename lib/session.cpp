@@ -220,9 +220,12 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::connect(std::unique_ptr<isolati
     throw Error(errc::unavailable, "the session's agent did not start within 30 s");
   }
   hello.get();  // rethrows if the agent died before saying hello (or speaks another protocol)
-  if (resumed && synced.wait_for(30s) != std::future_status::ready) {
-    a->channel->close();
-    throw Error(errc::unavailable, "the session's agent did not replay its executions within 30 s");
+  if (resumed) {
+    if (synced.wait_for(30s) != std::future_status::ready) {
+      a->channel->close();
+      throw Error(errc::unavailable, "the session's agent did not replay its executions within 30 s");
+    }
+    synced.get();  // rethrows if it died during the replay
   }
   return a;
 }
@@ -422,9 +425,11 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::stri
     running.swap(running_);
     replies.swap(replies_);
   }
-  try {
-    a->hello.set_exception(std::make_exception_ptr(Error(errc::unavailable, "the session's agent exited")));
-  } catch (const std::future_error&) {
+  for (auto* p : {&a->hello, &a->synced}) {
+    try {
+      p->set_exception(std::make_exception_ptr(Error(errc::unavailable, "the session's agent exited")));
+    } catch (const std::future_error&) {
+    }
   }
   for (auto& [id, p] : replies) p.set_value(R"({"error":"unavailable"})");
   bool closing = status_ == SessionStatus::closed;
