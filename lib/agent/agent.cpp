@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "agent/agent_proc.hpp"
 #include "agent/processes.hpp"
 #include "sandbox/error.hpp"
+#include "sys/fd.hpp"
 
 namespace sandbox::agent {
 namespace {
@@ -21,7 +23,19 @@ constexpr const char* kVersion = "0.1.0";
 }
 
 Agent::Agent(Options opts)
-    : opts_(std::move(opts)), control_(reactor_, opts_.control_fd, opts_.host_kernels) {}
+    : opts_(std::move(opts)), control_(reactor_, opts_.control_fd, opts_.host_kernels) {
+  if (opts_.lifetime_deadline_ms > 0) {
+    // On the steady clock, like every other deadline: counted once from the wall clock now.
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    lifetime_at_ = Clock::now() + std::chrono::milliseconds(opts_.lifetime_deadline_ms - now_ms);
+  }
+}
+
+std::string Agent::hello(bool resumed) const {
+  return json{{"pid", ::getpid()}, {"version", kVersion}, {"protocol", protocol_version}, {"resumed", resumed}}
+      .dump();
+}
 
 int Agent::run() {
   ::signal(SIGPIPE, SIG_IGN);
@@ -40,8 +54,13 @@ int Agent::run() {
   reactor_.watch(sigfd_.get(), EPOLLIN, [this](std::uint32_t) { on_signals(); });
   reactor_.on_timer([this] { on_timer(); });
 
-  control_.send(Type::hello, 0, json{{"pid", ::getpid()}, {"version", kVersion}}.dump());
+  control_.send(Type::hello, 0, hello(false));
   control_.flush(false);
+  if (opts_.durable()) {
+    sys::set_nonblocking(opts_.listen_fd);
+    reactor_.watch(opts_.listen_fd, EPOLLIN, [this](std::uint32_t) { on_accept(); });
+  }
+  rearm();
   ask_host_ = opts_.host_kernels;
   if (opts_.kernel_fd >= 0) {
     auto k = std::make_unique<Kernel>();
@@ -60,7 +79,10 @@ int Agent::run() {
     }
   }
 
-  reactor_.run([this] { return quitting(); }, [this] { control_.flush(false); });
+  reactor_.run([this] { return quitting(); }, [this] {
+    control_.flush(false);
+    if (opts_.durable() && control_.gone() && !detached_) detach();
+  });
   shutdown();
   return 0;
 }
@@ -74,6 +96,7 @@ bool Agent::on_frame(const Frame& f) {
     case Type::warm: on_warm(f.payload); break;
     case Type::kernel: on_kernel_frame(f.payload); break;
     case Type::shutdown: quit_ = true; break;
+    case Type::ack: held_.ack(f.id); break;
     default: break;  // unknown frames are ignored: newer hosts may send more
   }
   return !quitting();
@@ -123,11 +146,20 @@ void Agent::rearm() {
     if (k && !k->booted()) consider(k->boot_deadline);
   for (const auto& k : oneshots_)
     if (!k->booted()) consider(k->boot_deadline);
+  if (detached_ && orphan_at_) consider(*orphan_at_);
+  if (lifetime_at_) consider(*lifetime_at_);
   reactor_.arm(next);
 }
 
 void Agent::on_timer() {
   auto now = Clock::now();
+  // No host came back in time, or the session's lifetime is over: end as SHUTDOWN would.
+  if ((detached_ && orphan_at_ && *orphan_at_ <= now) || (lifetime_at_ && *lifetime_at_ <= now)) {
+    std::fprintf(stderr, "sandbox-agent: %s: ending\n",
+                 lifetime_at_ && *lifetime_at_ <= now ? "lifetime deadline passed" : "no host came back");
+    quit_ = true;
+    return;
+  }
   std::vector<std::uint32_t> expired;
   for (const auto& [id, e] : execs_)
     if (e->started && e->deadline && *e->deadline <= now) expired.push_back(id);
@@ -168,6 +200,61 @@ void Agent::shutdown() {
     kill_tree(::getpid(), 0, false);
   }
   control_.flush(true);
+}
+
+// ---- durable agents -------------------------------------------------------------------
+
+void Agent::on_accept() {
+  for (;;) {
+    int fd = ::accept4(opts_.listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && errno == EINTR) continue;
+    if (fd < 0) return;  // EAGAIN, or a connection that went before we took it
+    attach(fd);  // the latest connection wins: a host that connects again replaces itself
+  }
+}
+
+void Agent::attach(int fd) {
+  control_.replace(fd);
+  detached_ = false;
+  orphan_at_.reset();
+  control_.send(Type::hello, 0, hello(true));
+  replay();
+  control_.send(Type::synced, 0, "{}");
+  // A kernel asked of the previous host will never come on this connection: ask again, or
+  // start our own (after SYNCED, so that the replay comes first).
+  drop_kernel_request();
+  control_.flush(false);
+  rearm();
+}
+
+void Agent::replay() {
+  const auto now = Clock::now();
+  for (const auto& [id, h] : held_.entries()) {
+    auto elapsed = h.started ? std::chrono::duration_cast<std::chrono::milliseconds>(now - h.start).count() : 0;
+    control_.send(Type::resume, id,
+                  json{{"exec_id", h.exec_id}, {"lang", to_string(h.lang)}, {"started", h.started},
+                       {"elapsed_ms", elapsed}}
+                      .dump(-1, ' ', false, json::error_handler_t::replace));
+    for (const auto& c : h.output) control_.send(Type::output, id, c.bytes, static_cast<std::uint8_t>(c.stream));
+    if (h.done) control_.send(Type::done, id, *h.done);
+  }
+}
+
+void Agent::detach() {
+  control_.close();
+  detached_ = true;
+  orphan_at_ = Clock::now() + std::chrono::milliseconds(opts_.orphan_timeout_ms);
+  std::fprintf(stderr, "sandbox-agent: the host is gone: waiting %lld ms for the next one\n",
+               static_cast<long long>(opts_.orphan_timeout_ms));
+  drop_kernel_request();  // nobody will answer NEED_KERNEL now: our own kernel instead
+  rearm();
+}
+
+void Agent::drop_kernel_request() {
+  Kernel* k = slot(Language::python).get();
+  if (!k || k->state != KernelState::requested) return;
+  destroy_kernel(*k);
+  pump_queue(Language::python);
 }
 
 }  // namespace sandbox::agent

@@ -5,7 +5,9 @@
 // the pipes of every child. Shell commands run concurrently (agent/shell_run.cpp); python
 // and nodejs code goes to one persistent kernel per language (agent/kernel.hpp), one
 // execution at a time. agent/execution.cpp holds what both share: RUN, output, DONE,
-// timeouts and cancels.
+// timeouts and cancels. A durable agent (--listen-fd) outlives its host: agent/held.hpp
+// keeps what the host has not ACKed, replayed to the next host that connects (docs/agent.md,
+// "Durable agents").
 #pragma once
 
 #include <sys/resource.h>
@@ -15,6 +17,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +26,7 @@
 
 #include "agent/control.hpp"
 #include "agent/execution.hpp"
+#include "agent/held.hpp"
 #include "agent/kernel.hpp"
 #include "agent/options.hpp"
 #include "agent/reactor.hpp"
@@ -47,7 +51,15 @@ class Agent {
   void rearm();
   void on_timer();
   void shutdown();
-  bool quitting() const { return quit_ || control_.gone(); }
+  bool quitting() const { return quit_ || (!opts_.durable() && control_.gone()); }
+
+  // durable agents: the host goes, the next one comes
+  std::string hello(bool resumed) const;
+  void on_accept();
+  void attach(int fd);
+  void detach();
+  void replay();
+  void drop_kernel_request();
 
   // execution.cpp: what every execution goes through
   void on_run(std::uint32_t id, const std::string& payload);
@@ -98,6 +110,10 @@ class Agent {
   Control control_;
   sys::UniqueFd sigfd_;
   bool quit_ = false;
+  Held held_;  // durable only
+  bool detached_ = false;
+  std::optional<Clock::time_point> orphan_at_;     // detached: when we give up on the host
+  std::optional<Clock::time_point> lifetime_at_;   // --lifetime-deadline-ms, on our clock
 
   std::map<std::uint32_t, std::unique_ptr<Execution>> execs_;
   std::deque<std::uint32_t> queue_[2];  // by language: python, nodejs

@@ -18,26 +18,55 @@ constexpr std::size_t kHighWater = 8u << 20;  // queued bytes before we block on
 }
 
 Control::Control(Reactor& reactor, int fd, bool takes_fds) : reactor_(reactor), fd_(fd), takes_fds_(takes_fds) {
-  ::fcntl(fd_, F_SETFD, FD_CLOEXEC);
-  sys::set_nonblocking(fd_);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  sys::set_nonblocking(fd);
 }
 
 void Control::start(FrameHandler on_frame) {
   on_frame_ = std::move(on_frame);
-  tok_ = reactor_.watch(fd_, EPOLLIN, [this](std::uint32_t events) {
+  watch();
+}
+
+void Control::watch() {
+  want_out_ = false;
+  tok_ = reactor_.watch(fd_.get(), EPOLLIN, [this](std::uint32_t events) {
+    if (gone_) return;
     if (events & EPOLLOUT) flush(false);
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable();
   });
 }
 
+void Control::close() {
+  reactor_.unwatch(tok_);
+  fd_.reset();
+  gone_ = true;
+  want_out_ = false;
+  outbuf_.clear();
+  outpos_ = 0;
+  decoder_ = Decoder{};
+  for (int fd : passed_fds_) ::close(fd);
+  passed_fds_.clear();
+}
+
+void Control::replace(int fd) {
+  close();
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  sys::set_nonblocking(fd);
+  fd_.reset(fd);
+  gone_ = false;
+  if (on_frame_) watch();
+}
+
 void Control::send(Type type, std::uint32_t id, std::string_view payload, std::uint8_t stream) {
+  if (!attached()) return;
   outbuf_ += encode(type, id, payload, stream);
   if (outbuf_.size() - outpos_ > kHighWater) flush(true);
 }
 
 void Control::flush(bool block) {
+  if (!attached()) return;
   while (outpos_ < outbuf_.size()) {
-    ssize_t n = ::write(fd_, outbuf_.data() + outpos_, outbuf_.size() - outpos_);
+    ssize_t n = ::write(fd_.get(), outbuf_.data() + outpos_, outbuf_.size() - outpos_);
     if (n > 0) {
       outpos_ += static_cast<std::size_t>(n);
       continue;
@@ -45,7 +74,7 @@ void Control::flush(bool block) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
       if (!block) break;
-      pollfd p{fd_, POLLOUT, 0};
+      pollfd p{fd_.get(), POLLOUT, 0};
       ::poll(&p, 1, -1);
       continue;
     }
@@ -88,7 +117,7 @@ void Control::on_readable() {
       msg.msg_iovlen = 1;
       msg.msg_control = cbuf;
       msg.msg_controllen = sizeof cbuf;
-      n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+      n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
       for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -99,7 +128,7 @@ void Control::on_readable() {
         }
       }
     } else {
-      n = ::read(fd_, buf, sizeof buf);
+      n = ::read(fd_.get(), buf, sizeof buf);
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;

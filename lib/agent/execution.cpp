@@ -15,18 +15,21 @@ void Agent::on_run(std::uint32_t id, const std::string& payload) {
     std::fprintf(stderr, "sandbox-agent: duplicate execution id %u ignored\n", id);
     return;
   }
-  auto e = std::make_unique<Execution>();
-  e->id = id;
-  Execution& ex = *e;
-  execs_.emplace(id, std::move(e));
   json j = json::parse(payload, nullptr, false);
   std::optional<Language> lang;
+  auto e = std::make_unique<Execution>();
+  e->id = id;
   if (j.is_object()) {
     if (auto l = j.find("lang"); l != j.end() && l->is_string()) lang = language_named(l->get<std::string>());
+    if (auto v = j.find("exec_id"); v != j.end() && v->is_string()) e->exec_id = v->get<std::string>();
   }
+  Execution& ex = *e;
+  execs_.emplace(id, std::move(e));
+  if (lang) ex.lang = *lang;
+  // Held for the next host only when it can be named to it (RESUME needs the host's id).
+  if (opts_.durable() && !ex.exec_id.empty() && ex.exec_id.size() <= 64) held_.begin(id, ex.exec_id, ex.lang);
   if (!lang) return fail_now(id, "AgentError", "malformed RUN: expected {lang, code, ...}");
   try {
-    ex.lang = *lang;
     if (auto v = j.find("code"); v != j.end() && v->is_string()) ex.code = v->get<std::string>();
     if (auto v = j.find("stdin"); v != j.end() && v->is_string()) ex.stdin_text = v->get<std::string>();
     if (auto v = j.find("timeout_ms"); v != j.end() && v->is_number()) ex.timeout_ms = v->get<std::int64_t>();
@@ -58,6 +61,7 @@ void Agent::mark_started(Execution& e) {
   e.start = Clock::now();
   if (e.timeout_ms > 0) e.deadline = e.start + std::chrono::milliseconds(e.timeout_ms);
   control_.send(Type::started, e.id, "{}");
+  held_.started(e.id, e.start);
   rearm();
 }
 
@@ -69,6 +73,7 @@ void Agent::forward(Execution& e, int stream, const char* data, std::size_t n) {
   if (take == 0) return;
   sent += take;
   control_.send(Type::output, e.id, std::string_view(data, take), static_cast<std::uint8_t>(stream));
+  held_.output(e.id, stream, std::string_view(data, take));
 }
 
 bool Agent::pump(int fd, Execution* e, int stream, Kernel* k) {
@@ -105,7 +110,9 @@ void Agent::finish(std::uint32_t id, json done) {
   done["truncated"] = e.truncated;
   done["duration_ms"] =
       e.started ? std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - e.start).count() : 0;
-  control_.send(Type::done, id, done.dump(-1, ' ', false, json::error_handler_t::replace));
+  std::string payload = done.dump(-1, ' ', false, json::error_handler_t::replace);
+  control_.send(Type::done, id, payload);
+  held_.done(id, std::move(payload));
   execs_.erase(it);
   rearm();
 }

@@ -25,6 +25,7 @@ inline constexpr std::int64_t kDefaultTimeoutMs = 10'000;
 
 struct Execution {
   std::uint32_t id = 0;
+  std::string exec_id;  // the host's name for it (RUN's exec_id), for RESUME
   Language lang = Language::shell;
   std::string code, stdin_text;
   std::int64_t timeout_ms = kDefaultTimeoutMs;

@@ -71,7 +71,8 @@ void Agent::watch_kernel(Kernel& k) {
 // template.hpp) and hands us their pipes: the first at start (--kernel-fds), later ones on
 // NEED_KERNEL. One that never becomes ready makes us start our own.
 void Agent::new_kernel(Language lang) {
-  if (lang == Language::python && ask_host_) request_kernel();
+  // Detached, nobody would answer NEED_KERNEL.
+  if (lang == Language::python && ask_host_ && control_.attached()) request_kernel();
   else start_kernel(lang, false);
 }
 

@@ -4,7 +4,9 @@
 #include "agent/options.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -17,7 +19,8 @@ void usage(const char* msg) {
                "sandbox-agent: %s\n"
                "usage: sandbox-agent --control-fd N --workspace DIR --runtime DIR --python PATH\n"
                "                     --node PATH --shell PATH [--preload m1,m2] [--warm python|nodejs]\n"
-               "                     [--host-kernels [--kernel-fds FIRST]] [--code-uid UID [--keep-uid]]\n",
+               "                     [--host-kernels [--kernel-fds FIRST]] [--code-uid UID [--keep-uid]]\n"
+               "                     [--listen-fd N [--orphan-timeout-ms T]] [--lifetime-deadline-ms D]\n",
                msg);
   std::exit(2);
 }
@@ -29,6 +32,16 @@ std::optional<Language> language_named(std::string_view name) noexcept {
     return std::nullopt;
   }
 }
+
+namespace {
+std::int64_t number(const std::string& v, const char* what) {
+  char* end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno || x < 0) usage(what);
+  return x;
+}
+}  // namespace
 
 Options parse_args(int argc, char** argv) {
   Options o;
@@ -63,6 +76,17 @@ Options parse_args(int argc, char** argv) {
       if (*end || fd < 3 || ::fcntl(static_cast<int>(fd), F_GETFD) < 0) usage("bad --kernel-fds");
       o.kernel_fd = static_cast<int>(fd);
     }
+    else if (a == "--listen-fd") {
+      std::int64_t fd = number(v, "bad --listen-fd");
+      int accepting = 0;
+      socklen_t len = sizeof accepting;
+      if (fd < 3 || fd > 1 << 20 ||
+          ::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting)
+        usage("--listen-fd is not a listening socket");
+      o.listen_fd = static_cast<int>(fd);
+    }
+    else if (a == "--orphan-timeout-ms") o.orphan_timeout_ms = number(v, "bad --orphan-timeout-ms");
+    else if (a == "--lifetime-deadline-ms") o.lifetime_deadline_ms = number(v, "bad --lifetime-deadline-ms");
     else if (a == "--warm") {
       o.warm = language_named(v);
       if (!o.warm) usage("bad --warm");

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,12 @@ struct Options {
   bool host_kernels = false;  // ask the host for Python kernels (NEED_KERNEL) first
   std::optional<uid_t> code_uid;  // the uid code runs as; the agent keeps its own real uid
   bool keep_uid = false;  // keep every uid of our own, with CAP_SETUID and CAP_KILL (runsc)
+  // Durable (docs/agent.md, "Durable agents"): a listening unix socket the backend bound,
+  // where the next host connects when this one is gone. Without it, EOF ends the agent.
+  int listen_fd = -1;
+  std::int64_t orphan_timeout_ms = 15 * 60 * 1000;  // with no host for this long: end
+  std::int64_t lifetime_deadline_ms = 0;            // ms since the epoch; 0 = none
+  bool durable() const { return listen_fd >= 0; }
 };
 
 Options parse_args(int argc, char** argv);

@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace sandbox::agent;
   if (size == 0) return 0;
   static constexpr Type types[] = {Type::hello, Type::started, Type::output, Type::done,
-                                   Type::reply, Type::need_kernel, Type::run};
+                                   Type::reply, Type::need_kernel, Type::resume, Type::synced,
+                                   Type::run};
   const Type type = types[data[0] % std::size(types)];
   std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   // As one whole frame of that type...
