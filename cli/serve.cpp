@@ -61,6 +61,7 @@ struct ServeArgs {
   std::uint64_t memory_mb = 0, sessions_memory_mb = 0, sessions_processes = 0;
   std::uint64_t idle_s = 1800, lifetime_s = 0, threads = 2, max_connections = 20000;
   std::uint64_t header_s = 10, body_s = 10, write_s = 30;
+  std::uint64_t lost_retention_s = 86400, orphan_s = 0;
   bool no_auto_create = false;
 };
 
@@ -72,6 +73,8 @@ int serve(ServeArgs& a) {
   o.auto_create = !a.no_auto_create;
   so.idle_timeout = std::chrono::seconds(a.idle_s);
   so.lifetime = std::chrono::seconds(a.lifetime_s);
+  so.lost_retention = std::chrono::seconds(a.lost_retention_s);
+  so.orphan_timeout = std::chrono::seconds(a.orphan_s);
   if (a.timeout_s) set_limit(so.limits, "timeout", a.timeout_s);
   if (a.memory_mb) so.limits.memory_bytes = a.memory_mb << 20;
   if (a.sessions_memory_mb) so.sessions_memory_bytes = a.sessions_memory_mb << 20;
@@ -112,8 +115,9 @@ int serve(ServeArgs& a) {
 void add_serve(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ServeArgs>();
   auto* c = app.add_subcommand("serve",
-      "Serve the HTTP API (docs/http.md) until SIGINT or SIGTERM, then drain in-flight requests "
-      "and close every session");
+      "Serve the HTTP API (docs/http.md) until SIGINT or SIGTERM, then drain in-flight requests; "
+      "with --state-dir the sessions outlive the server and the next one on that directory "
+      "adopts them (docs/durability.md)");
   c->add_option("--listen", a->listen, "address to listen on ([::1]:8080 for IPv6)")->type_name("HOST:PORT")->capture_default_str();
   c->add_option("--state-dir", a->so.state_dir, "where sessions live (default: a private temporary directory)")->type_name("DIR");
   c->add_option("--isolation", a->so.isolation, "runsc | namespaces | rlimit (default: the strongest this host has)");
@@ -125,6 +129,14 @@ void add_serve(CLI::App& app, int& exit_code) {
   c->add_option("--lifetime", a->lifetime_s, "close sessions S seconds after creation (0 = never)")->type_name("S")->capture_default_str();
   c->add_option("--timeout", a->timeout_s, "default (and maximum) execution timeout in seconds (default 10)")->type_name("S");
   c->add_option("--memory", a->memory_mb, "session memory limit in MiB (default 512)")->type_name("MB");
+  const char* durable = "Durability (docs/durability.md): with --state-dir sessions outlive the server";
+  c->add_flag("--close-sessions-on-exit", a->so.close_sessions_on_exit,
+              "the old end: close every session (and delete its workspace) when the server exits")->group(durable);
+  c->add_option("--lost-retention", a->lost_retention_s,
+                "keep a lost session's workspace (downloadable) S seconds, then delete it")->group(durable)->type_name("S")->capture_default_str();
+  c->add_option("--orphan-timeout", a->orphan_s,
+                "an agent with no server for S seconds ends its session (0 = the idle timeout, else 15 minutes)")
+      ->group(durable)->type_name("S")->capture_default_str();
   c->add_option("--warm-pool", a->so.warm_pool, "keep N ready sessions in reserve")->type_name("N")->capture_default_str();
 
   const char* quotas = "Quotas (docs/http.md#quotas); over one: 429 resource_exhausted naming it. A tenant is a token.";

@@ -670,6 +670,13 @@ placement: "local" (every session here), "kubernetes" (a pod per session) or "hy
     pod is Ready.
 idle_timeout, lifetime: the reaper closes sessions unused (or alive) this many seconds;
     0 = never.
+Durability (docs/durability.md): with a state_dir, sessions outlive this Sandbox (and its
+    process) and the next Sandbox on the same state_dir adopts them; one that cannot be
+    adopted is listed with status "Lost" and raises SessionLostError until it is closed.
+close_sessions_on_exit: True closes every session when the Sandbox is closed (the old end).
+lost_retention: seconds a lost session's workspace is kept (readable) before it is deleted.
+orphan_timeout: seconds an agent with no Sandbox attached keeps its session before it ends
+    it (0 = idle_timeout, else 15 minutes).
 The limit arguments set the defaults of its sessions.
 
 )doc") + limits_doc;
@@ -685,7 +692,9 @@ The limit arguments set the defaults of its sessions.
                        std::uint16_t pod_port, std::optional<std::filesystem::path> pod_token_file,
                        std::optional<std::string> cloud_gateway, std::optional<std::filesystem::path> cloud_token_file,
                        double water_level, const std::string& metrics_fallback, double ready_timeout,
-                       std::string gateway_name, double idle_timeout, double lifetime, SANDBOX_LIMIT_PARAMS) {
+                       std::string gateway_name, double idle_timeout, double lifetime,
+                       bool close_sessions_on_exit, double lost_retention, double orphan_timeout,
+                       SANDBOX_LIMIT_PARAMS) {
              Options o = make_options(std::move(state_dir), std::move(isolation), std::move(runtime_dir));
              placement::Options& p = o.placement;
              p.mode = placement::mode_from_string(placement_mode);
@@ -703,6 +712,9 @@ The limit arguments set the defaults of its sessions.
              p.gateway_name = std::move(gateway_name);
              o.idle_timeout = std::chrono::seconds(std::llround(idle_timeout));
              o.lifetime = std::chrono::seconds(std::llround(lifetime));
+             o.close_sessions_on_exit = close_sessions_on_exit;
+             o.lost_retention = std::chrono::seconds(std::llround(lost_retention));
+             o.orphan_timeout = std::chrono::seconds(std::llround(orphan_timeout));
              o.limits = SANDBOX_LIMIT_VALUES.apply(o.limits);
              o.warm_pool = warm_pool;
              o.max_sessions = max_sessions;
@@ -723,7 +735,8 @@ The limit arguments set the defaults of its sessions.
            py::arg("cloud_gateway") = py::none(), py::arg("cloud_token_file") = py::none(),
            py::arg("water_level") = 0.8, py::arg("metrics_fallback") = "local", py::arg("ready_timeout") = 120.0,
            py::arg("gateway_name") = "gateway", py::arg("idle_timeout") = 0.0, py::arg("lifetime") = 0.0,
-           SANDBOX_LIMIT_ARGS)
+           py::arg("close_sessions_on_exit") = false, py::arg("lost_retention") = 86400.0,
+           py::arg("orphan_timeout") = 0.0, SANDBOX_LIMIT_ARGS)
       .def(
           "session",
           [](const SandboxPtr& sb, std::optional<std::string> id, const std::string& language,

@@ -6,7 +6,7 @@
 //
 //   sandbox::Sandbox sb({.state_dir = "/var/lib/libsandbox"});
 //   sandbox::server::Server srv(sb, {.host = "127.0.0.1", .port = 8080});
-//   srv.run();   // serves until SIGINT/SIGTERM, then drains and closes every session
+//   srv.run();   // serves until SIGINT/SIGTERM, then drains (sessions are the Sandbox's)
 //
 // Or, embedded (tests, a larger program):
 //   srv.start();  auto port = srv.port();  ...  srv.stop();
@@ -92,7 +92,8 @@ class Server {
   // Stops accepting, lets in-flight requests finish (up to drain_timeout), closes idle
   // connections and joins the threads. Idempotent.
   void stop();
-  // start() (unless already started), serve until SIGINT or SIGTERM, stop(), then close every session.
+  // start() (unless already started), serve until SIGINT or SIGTERM, then stop(). Sessions
+  // stay the Sandbox's: with a state dir they outlive the server (docs/durability.md).
   void run();
 
  private:

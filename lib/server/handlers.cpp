@@ -100,15 +100,36 @@ json session_json(const Session& s) {
 
 namespace {
 
+// What a route may do with a lost session (one a restarted Sandbox could not adopt):
+// only read its kept workspace, or delete it.
+enum class IfLost { refuse, allow };
+
+// A lost session answers 410 session_lost, in the library's words (they say why it was
+// lost); its id is never reused by auto-create while it is there.
+void refuse_lost(const Session& s) {
+  if (s.status() != SessionStatus::lost) return;
+  try {
+    (void)s.latest();  // a lost session's calls throw session_lost with the reason
+  } catch (const Error& e) {
+    if (e.code_value() == errc::session_lost) throw;
+  }
+  throw Error(errc::session_lost,
+              fmt::format("session '{}' was lost; DELETE /sessions/{} to remove it", s.id(), s.id()));
+}
+
 // The session a request names, in the caller's own namespace of ids (the Sandbox keys
 // sessions by owner and id): another tenant's session of the same id is not even looked
 // at, so ids neither leak across tenants nor can be squatted. Seed routes may create it.
 asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, bool create,
-                                                      Language language = Language::python) {
+                                                      Language language = Language::python,
+                                                      IfLost if_lost = IfLost::refuse) {
   const std::string& sid = x.match.param("sid");
   validate_session_id(sid);
   auto not_found = [&] { return Error(errc::not_found, fmt::format("no session '{}'", sid)); };
-  if (auto s = sh.sandbox.find(sid, x.owner)) co_return s;
+  if (auto s = sh.sandbox.find(sid, x.owner)) {
+    if (if_lost == IfLost::refuse) refuse_lost(*s);
+    co_return s;
+  }
   if (!create || !sh.options.auto_create) throw not_found();
   SessionOptions so;
   so.id = sid;
@@ -126,6 +147,7 @@ asio::awaitable<std::shared_ptr<Session>> session_for(Shared& sh, Exchange& x, b
     }
   };
   auto created = co_await offload(sh.pool, work);
+  if (if_lost == IfLost::refuse) refuse_lost(*created);  // lost the race to a lost one
   co_return created;
 }
 
@@ -240,7 +262,7 @@ asio::awaitable<void> session_get(Shared& sh, Exchange& x) {
 }
 
 asio::awaitable<void> session_delete(Shared& sh, Exchange& x) {
-  auto s = co_await session_for(sh, x, false);
+  auto s = co_await session_for(sh, x, false, Language::python, IfLost::allow);
   std::string id = s->id();
   s.reset();
   auto work = [&sh, id, owner = x.owner] { sh.sandbox.close_session(id, owner); };
@@ -273,6 +295,11 @@ asio::awaitable<void> exec(Shared& sh, Exchange& x, Language language) {
   std::string reply = dump(json{{"execution_id", ex->id()}, {"status", "Running"}});
   co_await x.reply(202, std::move(reply));
 }
+
+// What a long-poll or a stream cut by the server's stop says: the execution goes on (the
+// Sandbox keeps durable sessions), the next server serves its result.
+// (The route's pattern, not the id: error bodies hide anything shaped like a host path.)
+std::string restarting_message() { return "server restarting: poll GET /{sid}/result again"; }
 
 // Waits, without holding a thread, until the execution ends or the deadline passes.
 asio::awaitable<void> wait_for_end(Exchange& x, const std::shared_ptr<Execution>& ex,
@@ -307,7 +334,16 @@ asio::awaitable<void> result(Shared& sh, Exchange& x) {
   if (auto w = wait; w && *w > 0) {
     auto ms = std::min<std::uint64_t>(*w, static_cast<std::uint64_t>(sh.options.max_wait.count()));
     co_await wait_for_end(x, ex, Clock::now() + std::chrono::milliseconds(ms));
+    // A long-poll asked for the end: Running because the server stops is not an answer a
+    // client could tell from "still running at the deadline", so it gets one it can.
+    if (x.stopping() && !ex->done()) {
+      http::fields extra;
+      extra.set(http::field::retry_after, "1");
+      co_await x.reply_error(503, errc::unavailable, restarting_message(), std::move(extra));
+      co_return;
+    }
   } else if (!wait && sh.options.poll_hold.count() > 0) {
+    // A plain poll cut short still answers Running: that only ever means "poll again".
     co_await wait_for_change(x, ex, Clock::now() + sh.options.poll_hold);
   }
   co_await x.reply(200, to_json(running_safe(ex->snapshot(page))));
@@ -354,7 +390,12 @@ asio::awaitable<void> stream(Shared& sh, Exchange& x) {
       co_await x.write(sse_event("result", to_json(ex->snapshot(Page{0, budget})), ex->id()));
       break;
     }
-    if (x.stopping()) break;
+    if (x.stopping()) {
+      // Closing without a result would look like a dropped connection: say why, and where
+      // the result will be (the execution goes on, the next server serves it).
+      co_await x.write(sse_event("error", error_body(errc::unavailable, restarting_message())));
+      break;
+    }
     bool woke = co_await x.signal().wait_until(Clock::now() + std::chrono::seconds(15));
     if (!woke) co_await x.write(sse_keepalive);
   }
@@ -420,7 +461,7 @@ asio::awaitable<void> files_upload(Shared& sh, Exchange& x) {
 }
 
 asio::awaitable<void> files_list(Shared& sh, Exchange& x) {
-  auto s = co_await session_for(sh, x, true);
+  auto s = co_await session_for(sh, x, true, Language::python, IfLost::allow);
   auto work = [s] { return s->files().list(); };
   auto files = co_await offload(sh.pool, work);
   json list = json::array();
@@ -439,7 +480,7 @@ std::string disposition(std::string_view name) {
 }
 
 asio::awaitable<void> files_download(Shared& sh, Exchange& x) {
-  auto s = co_await session_for(sh, x, true);
+  auto s = co_await session_for(sh, x, true, Language::python, IfLost::allow);
   std::string name = x.match.param("name");
   auto work = [s, name] { return s->files().open_download(name); };
   FileReader reader = co_await offload(sh.pool, work);

@@ -57,7 +57,8 @@ asio::awaitable<bool> handle_placed(Shared& sh, Exchange& x) {
     };
     s = co_await offload(sh.pool, create);
   }
-  if (s->placement() == "local") co_return false;
+  // A lost one is the handlers' (410 session_lost), wherever it was placed.
+  if (s->placement() == "local" || s->status() == SessionStatus::lost) co_return false;
 
   if (route == RouteId::session_delete) {
     auto close = [&sh, sid, owner = x.owner] { sh.sandbox.close_session(sid, owner); };

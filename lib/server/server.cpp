@@ -247,17 +247,9 @@ void Server::run() {
   signals.async_wait([](const error_code&, int) {});
   if (!impl_->started) start();
   signals_ioc.run();
+  // Sessions are the Sandbox's to keep or close (Options::close_sessions_on_exit): with a
+  // state dir they outlive this server and the next one adopts them.
   stop();
-  Sandbox& sb = impl_->shared.sandbox;
-  for (auto& s : sb.sessions()) {
-    // Placed sessions outlive the gateway: a restarted one finds their pods again.
-    if (s->placement() != "local") continue;
-    try {
-      sb.close_session(s->id(), s->owner());
-    } catch (const std::exception&) {
-      // Closed concurrently: nothing to tear down.
-    }
-  }
 }
 
 }  // namespace sandbox::server

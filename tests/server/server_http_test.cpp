@@ -604,9 +604,35 @@ TEST(ServerConfig, StopDrainsALongPoll) {
   auto t0 = std::chrono::steady_clock::now();
   srv.stop();
   auto r = poll.get();
-  EXPECT_EQ(r.status, 200);  // answered, not dropped
+  // Answered, not dropped, and not as a 200 Running a client would take for its deadline:
+  // the execution goes on (docs/durability.md), the next server has its result.
+  expect_error(r, 503, "unavailable");
+  EXPECT_EQ(r.header("retry-after"), "1");
+  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("poll GET /{sid}/result again"),
+            std::string::npos) << r.body;
   EXPECT_EQ(r.header("connection"), "close");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST(ServerConfig, StopEndsAStreamWithAnErrorEvent) {
+  Sandbox sb({.isolation = "rlimit", .runtime_dir = SANDBOX_TEST_RUNTIME_DIR});
+  Server srv(sb, {.port = 0, .quiet = true});
+  srv.start();
+  Client c(srv.port());
+  ASSERT_EQ(c.post("/e/exec/shell", R"({"code":"echo started; sleep 20"})").status, 202);
+  auto port = srv.port();
+  auto events = std::async(std::launch::async, [port] {
+    return raw_exchange(port, "GET /e/stream HTTP/1.1\r\nHost: x\r\n\r\n", std::chrono::seconds(15));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  srv.stop();
+  std::string out = events.get();
+  EXPECT_NE(out.find("event: stdout"), std::string::npos) << out;
+  auto err = out.find("event: error");
+  ASSERT_NE(err, std::string::npos) << out;
+  EXPECT_NE(out.find(R"("code":"unavailable")", err), std::string::npos) << out;
+  EXPECT_NE(out.find("server restarting", err), std::string::npos) << out;
+  EXPECT_EQ(out.find("event: result"), std::string::npos) << out;
 }
 
 }  // namespace
