@@ -29,7 +29,7 @@ command -v apt-get >/dev/null 2>&1 || fail "not a Debian system (no apt-get)"
 packages="
   build-essential cmake ninja-build ccache pkg-config git ca-certificates clang libclang-rt-14-dev
   libboost-all-dev libfmt-dev libseccomp-dev nlohmann-json3-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
   libcli11-dev pybind11-dev python3-dev python3-pip python3-venv python3-pytest
   python3-matplotlib python3-numpy python3-pandas
   nodejs runsc bubblewrap procps iproute2
