@@ -103,9 +103,9 @@ nlohmann::json hello_of(int fd) {
   return nlohmann::json::parse(f->payload);
 }
 
-// RUN `code` (shell) and what it printed, once DONE arrives.
-std::string run(int fd, std::uint32_t id, const std::string& code) {
-  nlohmann::json req{{"lang", "shell"}, {"code", code}, {"stdin", ""}, {"timeout_ms", 30000},
+// RUN `code` and what it printed, once DONE arrives.
+std::string run(int fd, std::uint32_t id, const std::string& code, const std::string& lang = "shell") {
+  nlohmann::json req{{"lang", lang}, {"code", code}, {"stdin", ""}, {"timeout_ms", 30000},
                      {"fresh", false}, {"output_cap", 65536}, {"exec_id", "e" + std::to_string(id)}};
   agent::write_frame(fd, agent::Type::run, id, req.dump());
   std::string out;
@@ -126,6 +126,8 @@ class DurableTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(backend_);
     if (auto s = backend_->probe(); !s.available) GTEST_SKIP() << GetParam() << " unavailable: " << s.reason;
     ASSERT_TRUE(backend_->durable());
+    // The stand-in runtime has no kernel.py for a Python template to start from.
+    ::setenv("SANDBOX_PYTHON_TEMPLATE", "0", 1);
     std::string tmpl = (fs::temp_directory_path() / "durable_test.XXXXXX").string();
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
@@ -359,33 +361,49 @@ TEST_P(DurableTest, LostSessionIsReapedItsWorkspaceKept) {
   EXPECT_FALSE(is_mounted(s.workspace));
 }
 
-// The real agent, once it takes --listen-fd (issue #13's agent branch): HELLO, release,
-// adopt, HELLO{resumed}, a RUN.
-TEST_P(DurableTest, RealAgentIsAdopted) {
+// The real agent, once it takes --listen-fd (issue #13's agent branch; until that is merged,
+// SANDBOX_TEST_DURABLE_AGENT=<its build>/libexec/sandbox/sandbox-agent runs this with it):
+// Python state set before a release is there after the adoption, by a new backend (so a new
+// template: the namespaces kernel forked by the old one must outlive it).
+TEST_P(DurableTest, RealAgentIsAdoptedWithItsKernel) {
   fs::path runtime = SANDBOX_TEST_RUNTIME_DIR;
   if (!fs::exists(runtime / "sandbox-agent")) GTEST_SKIP() << "sandbox-agent not built";
+  if (const char* other = std::getenv("SANDBOX_TEST_DURABLE_AGENT")) {
+    fs::copy(runtime, dir_ / "real-runtime", fs::copy_options::recursive);
+    fs::copy_file(other, dir_ / "real-runtime" / "sandbox-agent", fs::copy_options::overwrite_existing);
+    runtime = dir_ / "real-runtime";
+    ::chmod(runtime.c_str(), 0755);
+  }
   if (slurp(runtime / "sandbox-agent").find("--listen-fd") == std::string::npos)
     GTEST_SKIP() << "this build's agent does not take --listen-fd yet";
+  ::unsetenv("SANDBOX_PYTHON_TEMPLATE");
   auto s = spec("real");
   s.runtime_dir = runtime;
+  s.python_kernel = true;
   auto inst = backend_->launch(s);
   auto hello = hello_of(inst->control_fd());
   ASSERT_TRUE(hello.is_object());
+  EXPECT_EQ(run(inst->control_fd(), 1, "x = 6 * 7\nprint('set')", "python"), "set\n");
   const std::string handle = inst->handle();
   inst->release();
   inst.reset();
+  backend_ = make_backend_unchecked(GetParam());  // a new server: a new template
   auto adopted = backend_->adopt(s, handle);
   hello = hello_of(adopted->control_fd());
   ASSERT_TRUE(hello.is_object());
   EXPECT_TRUE(hello.value("resumed", false)) << hello.dump();
-  // Anything it replays comes before SYNCED; then a RUN.
+  // What it replays (the unacknowledged DONE of RUN 1) comes before SYNCED.
   if (hello.value("resumed", false))
     while (auto f = agent::read_frame(adopted->control_fd()))
       if (f->type == agent::Type::synced) break;
-  EXPECT_EQ(run(adopted->control_fd(), 9, "echo real"), "real\n");
+  EXPECT_EQ(run(adopted->control_fd(), 2, "print(x)", "python"), "42\n");
+  EXPECT_EQ(run(adopted->control_fd(), 3, "echo real"), "real\n");
   const pid_t pid = pid_of(handle);
+  const auto cgroups = cgroups_of(handle);
   adopted.reset();
   EXPECT_TRUE(dies_within(pid, 6s));
+  for (auto& c : cgroups) EXPECT_FALSE(fs::exists(c)) << c;
+  EXPECT_FALSE(is_mounted(s.workspace));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DurableTest, ::testing::Values("rlimit", "namespaces"),
