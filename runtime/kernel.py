@@ -435,7 +435,7 @@ def _kernel_from_template(req, fds, host, wake, walls):
         walls.enter(req["cgroups"], fds[:7])
         if os.fork() != 0:
             os._exit(0)  # the grandchild is the one inside the pid namespace
-        walls.finish(fds[7:], [tuple(l) for l in req["rlimits"]])
+        walls.finish(fds[7:], [tuple(l) for l in req["rlimits"]], bool(req.get("durable")))
     except BaseException as e:
         try:
             os.write(fds[8], f"template: {e}\n".encode())

@@ -34,7 +34,8 @@ std::unique_ptr<Backend> make_backend(std::string_view name) {
 
 std::vector<std::string> agent_argv(const std::filesystem::path& agent, int control_fd,
                                     const std::string& workspace_inside,
-                                    const std::filesystem::path& runtime_inside, const LaunchSpec& spec) {
+                                    const std::filesystem::path& runtime_inside, const LaunchSpec& spec,
+                                    int listen_fd) {
   std::vector<std::string> argv = {agent.string(),
                                    "--control-fd", std::to_string(control_fd),
                                    "--workspace", workspace_inside,
@@ -47,6 +48,12 @@ std::vector<std::string> agent_argv(const std::filesystem::path& agent, int cont
     for (const auto& m : spec.preload) joined += (joined.empty() ? "" : ",") + m;
     argv.push_back("--preload");
     argv.push_back(joined);
+  }
+  if (spec.durable) {
+    if (listen_fd < 0) throw Error(errc::invalid_argument, "a durable agent needs its listening socket's fd");
+    argv.insert(argv.end(), {"--listen-fd", std::to_string(listen_fd),
+                             "--orphan-timeout-ms", std::to_string(spec.orphan_timeout.count()),
+                             "--lifetime-deadline-ms", std::to_string(spec.lifetime_deadline_ms)});
   }
   return argv;
 }

@@ -117,18 +117,19 @@ class Backend {
     throw Error(errc::unavailable, std::string(name()) + " sessions cannot be adopted by a new server");
   }
   // Ends what a lost session (its agent gone) left: processes, cgroups; its workspace (and a
-  // quota mount under it) stays until forget(). Idempotent.
+  // quota mount under it) stays until forget_lost(). Idempotent.
   virtual void reap_lost(const LaunchSpec& spec, std::string_view handle) {
     (void)spec;
     (void)handle;
   }
-  // Undoes what reap_lost() kept (the workspace's quota mount), so that the caller can
-  // delete the session directory.
+  // The lost session is being deleted: undoes what reap_lost() kept (the workspace's quota
+  // mount), so the caller can remove the session directory. Idempotent.
   virtual void forget_lost(const LaunchSpec& spec, std::string_view handle) {
     (void)spec;
     (void)handle;
   }
-  // Whether its instances can outlive the server and be adopted (handle, release, adopt).
+  // Whether launch() honours LaunchSpec::durable and adopt() works: its agents can outlive
+  // the server. False: durable is ignored and sessions end with their server.
   virtual bool durable() const { return false; }
   // Bounds the memory and processes of every session this backend starts, together (a
   // parent cgroup of them all). Backends without one ignore it; containment() says so.
@@ -147,11 +148,14 @@ std::unique_ptr<Backend> make_backend_unchecked(std::string_view name);
 
 // The argv that starts the agent: `agent --control-fd FD --workspace DIR ...`, with the
 // paths the agent will see. Every backend uses this, so the agent has one command line.
+// A durable spec adds `--listen-fd L --orphan-timeout-ms T --lifetime-deadline-ms D`, L being
+// where the backend put the listening socket (required then: invalid_argument without).
 std::vector<std::string> agent_argv(const std::filesystem::path& agent,
                                     int control_fd,
                                     const std::string& workspace_inside,
                                     const std::filesystem::path& runtime_inside,
-                                    const LaunchSpec& spec);
+                                    const LaunchSpec& spec,
+                                    int listen_fd = -1);
 
 // Environment every backend gives the agent: a fixed allow-list, nothing from the server.
 std::vector<std::string> agent_environment(const std::string& workspace_inside);

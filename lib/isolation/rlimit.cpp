@@ -6,14 +6,19 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/namespaces.hpp"  // agent_caps, as the namespaces agent has them
 #include "sys/cstrings.hpp"
 #include "sys/fd.hpp"
+#include "sys/pidfd.hpp"
 #include "sys/spawn.hpp"
+#include "sys/unix_socket.hpp"
 
 namespace sandbox::isolation {
 namespace {
@@ -24,6 +29,7 @@ constexpr uid_t code_uid = 65534;
 constexpr gid_t code_gid = 65534;
 constexpr uid_t agent_uid = 65533;
 constexpr int agent_fd = 3;
+constexpr int listen_fd = 4;  // a durable agent's listening socket (--listen-fd)
 
 std::string fmt_mode(mode_t m) {
   char buf[8];
@@ -31,11 +37,36 @@ std::string fmt_mode(mode_t m) {
   return buf;
 }
 
+// A handle's fields (Instance::handle()), or unavailable naming what is missing.
+struct Handle {
+  pid_t pid = 0;
+  std::uint64_t start_ticks = 0;
+  bool dropped = false;
+};
+
+Handle parse_handle(std::string_view text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    Handle h;
+    h.pid = j.at("pid").get<pid_t>();
+    h.start_ticks = j.at("start_ticks").get<std::uint64_t>();
+    h.dropped = j.value("dropped", false);
+    return h;
+  } catch (const std::exception& e) {
+    throw Error(errc::unavailable, std::string("rlimit: not a handle of this backend: ") + e.what());
+  }
+}
+
 class RlimitInstance final : public Instance {
  public:
+  // Launched: the agent is our child.
   RlimitInstance(sys::Child agent, sys::UniqueFd control, std::string workspace, bool dropped)
-      : pid_(agent.pid()), agent_(std::move(agent)), control_(std::move(control)), workspace_(std::move(workspace)),
-        dropped_(dropped) {}
+      : pid_(agent.pid()), ticks_(sys::start_ticks(pid_).value_or(0)), agent_(std::move(agent)),
+        control_(std::move(control)), workspace_(std::move(workspace)), dropped_(dropped) {}
+  // Adopted from an earlier server: held through a pidfd (it is not our child).
+  RlimitInstance(const Handle& h, sys::UniqueFd pidfd, sys::UniqueFd control, std::string workspace)
+      : pid_(h.pid), ticks_(h.start_ticks), pidfd_(std::move(pidfd)), control_(std::move(control)),
+        workspace_(std::move(workspace)), dropped_(h.dropped) {}
   ~RlimitInstance() override { terminate(); }
 
   int control_fd() const override { return control_.get(); }
@@ -49,13 +80,28 @@ class RlimitInstance final : public Instance {
     if (reaped_.exchange(true)) return;
     // The agent kills its descendants on SHUTDOWN or when this socket closes; its own group
     // goes here. Processes that escaped the agent are beyond this backend (see containment()).
-    agent_.kill();
-    agent_.wait();
+    if (agent_) {
+      agent_.kill();
+      agent_.wait();
+    } else {
+      sys::kill_pidfd(pidfd_.get(), pid_);
+      sys::wait_pidfd(pidfd_.get(), std::chrono::seconds(5));
+    }
+  }
+  std::string handle() const override {
+    return nlohmann::json{{"backend", "rlimit"}, {"pid", pid_}, {"start_ticks", ticks_}, {"dropped", dropped_}}.dump();
+  }
+  void release() override {
+    if (reaped_.exchange(true)) return;
+    (void)agent_.release();  // not killed, not waited for: it outlives us
+    pidfd_.reset();
   }
 
  private:
   pid_t pid_;
-  sys::Child agent_;
+  std::uint64_t ticks_;
+  sys::Child agent_;    // launched here
+  sys::UniqueFd pidfd_;  // adopted
   sys::UniqueFd control_;
   std::string workspace_;
   bool dropped_;
@@ -96,8 +142,16 @@ class RlimitBackend final : public Backend {
     }
     ::chmod(spec.workspace.c_str(), 0700);
     auto [host, child] = sys::socket_pair();
+    // Durable: the socket a later server connects to, bound here (root's) and listened on
+    // by the agent.
+    sys::UniqueFd listening;
+    if (spec.durable) {
+      if (spec.control_socket.empty()) throw Error(errc::invalid_argument, "rlimit: a durable session needs a control_socket");
+      listening = sys::listen_unix(spec.control_socket);
+    }
     const std::string ws = spec.workspace.string();
-    auto args = agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec);
+    auto args = agent_argv(spec.runtime_dir / "sandbox-agent", agent_fd, ws, spec.runtime_dir, spec,
+                           spec.durable ? listen_fd : -1);
     if (drop) {
       args.push_back("--code-uid");
       args.push_back(std::to_string(code_uid));
@@ -105,7 +159,12 @@ class RlimitBackend final : public Backend {
     sys::CStrings argv(std::move(args));
     sys::CStrings envp(agent_environment(ws));
     const Limits& l = spec.limits;
-    sys::SpawnSpec start{argv.ptrs[0], argv.ptrs.data(), envp.ptrs.data(), {-1, -1, STDERR_FILENO, child.get()}, agent_fd + 1};
+    // A durable agent's stderr is /dev/null: the server's (a pipe, a terminal) may be gone
+    // long before it, and a reader waiting for that pipe's EOF would wait for the agent.
+    static_assert(listen_fd == agent_fd + 1);
+    sys::SpawnSpec start{argv.ptrs[0], argv.ptrs.data(), envp.ptrs.data(),
+                         {-1, -1, spec.durable ? -1 : STDERR_FILENO, child.get(), listening.get()},
+                         spec.durable ? listen_fd + 1 : agent_fd + 1};
     start.who = "rlimit: starting the agent";
     sys::Confinement& c = start.confine;
     c.cwd = ws.c_str();  // the workspace is the code's (mode 0700): entered while still root
@@ -134,12 +193,55 @@ class RlimitBackend final : public Backend {
       c.keep_caps = ns::agent_caps;
       c.cap_last = sys::last_cap();
     }
-    c.pdeathsig = SIGKILL;
-    c.parent = ::getpid();
+    if (spec.durable) {
+      // It outlives the server: no death signal, and a session of its own, so that a signal
+      // to the server's process group (a Ctrl-C, a supervisor's stop) does not reach it.
+      c.setsid = true;
+    } else {
+      c.pdeathsig = SIGKILL;
+      c.parent = ::getpid();
+    }
     c.no_new_privs = true;
     sys::Child agent = sys::spawn(start);
     child.reset();
     return std::make_unique<RlimitInstance>(std::move(agent), std::move(host), ws, drop);
+  }
+
+  bool durable() const override { return true; }
+
+  std::unique_ptr<Instance> adopt(const LaunchSpec& spec, std::string_view handle) override {
+    const Handle h = parse_handle(handle);
+    sys::UniqueFd pidfd;
+    try {
+      pidfd = sys::open_pidfd(h.pid, h.start_ticks);
+    } catch (const Error& e) {
+      throw Error(errc::unavailable, "rlimit: the agent of " + spec.session_id + " is gone: " + e.message());
+    }
+    sys::UniqueFd control;
+    try {
+      control = sys::connect_unix(spec.control_socket, std::chrono::seconds(2));
+    } catch (const Error& e) {
+      throw Error(errc::unavailable, "rlimit: the agent of " + spec.session_id + " does not answer: " + e.message());
+    }
+    return std::make_unique<RlimitInstance>(h, std::move(pidfd), std::move(control), spec.workspace.string());
+  }
+
+  void reap_lost(const LaunchSpec& spec, std::string_view handle) override {
+    (void)spec;
+    Handle h;
+    try {
+      h = parse_handle(handle);
+    } catch (const Error&) {
+      return;  // nothing we could have started
+    }
+    // An agent that lives but could not be adopted (its socket refused, it hung) ends here.
+    try {
+      auto pidfd = sys::open_pidfd(h.pid, h.start_ticks);
+      sys::kill_pidfd(pidfd.get(), h.pid);
+      sys::wait_pidfd(pidfd.get(), std::chrono::seconds(5));
+    } catch (const Error&) {
+      // Gone already (or its pid is another process's now): nothing to end.
+    }
   }
 };
 

@@ -39,7 +39,15 @@ void say(const char* who, const char* what, const char* what2, const char* path)
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::setpgid(0, 0);
+  // A session of its own (which is a group of its own too) at once when asked: setsid()
+  // refuses a group leader, so it cannot follow setpgid().
+  Confinement walls = s.confine;
+  if (walls.setsid) {
+    ::setsid();
+    walls.setsid = false;
+  } else {
+    ::setpgid(0, 0);
+  }
 
   Failure f{Stage::fds, ConfineStep::chdir, 0};
   auto fail = [&](Stage stage) {
@@ -58,7 +66,7 @@ void say(const char* who, const char* what, const char* what2, const char* path)
   int map[SpawnSpec::max_fds];
   for (int i = 0; i < s.nfds; ++i) map[i] = s.fds[i] >= 0 ? s.fds[i] : null_fd;
   if (!place_fds(map, s.nfds, report_fd >= 0 ? &report_fd : nullptr)) fail(Stage::fds);
-  if (!confine(s.confine, &f.step)) fail(Stage::confine);
+  if (!confine(walls, &f.step)) fail(Stage::confine);
   ::execve(s.path, const_cast<char* const*>(s.argv), s.envp);
   fail(Stage::exec);
   ::_exit(127);
@@ -196,7 +204,8 @@ Child spawn(const SpawnSpec& spec) {
   const int fork_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) throw_syscall("fork", fork_errno, spec.who);
-  ::setpgid(pid, pid);  // here too, so the group exists before anyone signals it
+  // Here too, so the group exists before anyone signals it (a new session makes its own).
+  if (!spec.confine.setsid) ::setpgid(pid, pid);
   Child c(pid);
   if (!spec.report) return c;
   report_write.reset();

@@ -1,5 +1,5 @@
 // One way to start a process: fork with every signal blocked, signals back to default in
-// the child, its own process group, fds 0..n-1 from an explicit map and no other, a
+// the child, its own process group (its own session with confine.setsid), fds 0..n-1 from an explicit map and no other, a
 // Confinement applied, exec. Everything is prepared before fork; the child allocates
 // nothing. A failure in the child comes back over a close-on-exec pipe and is thrown here
 // (or, with `report` off, is said on the child's stderr and becomes its exit code).

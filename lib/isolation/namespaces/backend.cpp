@@ -22,10 +22,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "isolation/backends.hpp"
 #include "isolation/namespaces/cgroup.hpp"
@@ -33,7 +36,9 @@
 #include "isolation/namespaces/template.hpp"
 #include "sandbox/error.hpp"
 #include "sys/fd.hpp"
+#include "sys/pidfd.hpp"
 #include "sys/spawn.hpp"
+#include "sys/unix_socket.hpp"
 
 namespace sandbox::isolation {
 namespace {
@@ -97,58 +102,141 @@ struct TemplateSlot {
             const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> ends) {
     std::lock_guard lock(mutex);
     if (!process || !process->serves(spec)) return false;
-    return process->fork_into(agent, cgroups, rlimits, std::move(ends));
+    return process->fork_into(agent, cgroups, rlimits, std::move(ends), spec.durable);
   }
 };
 
 class NamespacesInstance final : public Instance {
  public:
   ~NamespacesInstance() override {
+    if (released_) return;  // every member lets go: see release()
     terminate();
-    child_.wait();  // the agent was init: its death took the whole pid namespace along
+    // The agent was init: its death took the whole pid namespace along.
+    if (child_) child_.wait();
+    else sys::wait_pidfd(pidfd_.get(), std::chrono::seconds(5));
     cgroup_.reset();
     workspace_.reset();
   }
 
   int control_fd() const override { return control_.get(); }
-  pid_t host_pid() const override { return child_.pid(); }
+  pid_t host_pid() const override { return pid_; }
   std::string workspace_inside() const override { return ns::workspace_inside; }
   std::optional<std::pair<uid_t, gid_t>> file_owner() const override {
     return std::pair{host_uid, host_gid};
   }
   Usage usage() const override { return cgroup_ ? cgroup_->usage() : Usage{}; }
   void terminate() override {
+    if (released_) return;
     if (cgroup_) cgroup_->kill_all();
-    child_.kill();
+    if (child_) child_.kill();
+    else sys::kill_pidfd(pidfd_.get(), pid_);
   }
 
   std::vector<int> fork_python_kernel() override {
     if (!fork_kernel_) return {};
     auto pipes = KernelPipes::make();
-    if (!fork_kernel_(child_.pid(), std::move(pipes.kernel))) return {};
+    if (!fork_kernel_(pid_, std::move(pipes.kernel))) return {};
     std::vector<int> out;
     for (auto& fd : pipes.agent) out.push_back(fd.release());
     return out;
   }
 
+  std::string handle() const override {
+    if (!durable_) return {};
+    nlohmann::json cgroups = nlohmann::json::array();
+    if (cgroup_)
+      for (const auto& p : cgroup_->paths()) cgroups.push_back(p.string());
+    return nlohmann::json{{"backend", "namespaces"}, {"pid", pid_}, {"start_ticks", ticks_},
+                          {"group", group_ ? group_->layout().group : std::string()},
+                          {"cgroup", cgroup_name_}, {"cgroups", cgroups}}
+        .dump();
+  }
+
+  void release() override {
+    if (released_) return;
+    released_ = true;
+    (void)child_.release();
+    pidfd_.reset();
+    if (cgroup_) cgroup_->release();
+    if (workspace_) workspace_->release();
+  }
+
   // Asks the backend's template for a kernel in this session (set when it has one).
   std::function<bool(pid_t, std::array<sys::UniqueFd, 4>)> fork_kernel_;
-  // Filled in by launch(), in this order; destroyed in reverse by the destructor.
+  // Filled in by launch() (or adopt()), in this order; destroyed in reverse by the destructor.
   std::unique_ptr<mount::Workspace> workspace_;
   std::shared_ptr<cgroup::Group> group_;  // the Sandbox's ceiling; outlives cgroup_
   std::unique_ptr<cgroup::Cgroup> cgroup_;
-  sys::Child child_;  // killed through its pidfd, so never a recycled pid
+  std::string cgroup_name_;
+  pid_t pid_ = -1;
+  std::uint64_t ticks_ = 0;
+  sys::Child child_;      // launched: killed through its pidfd, so never a recycled pid
+  sys::UniqueFd pidfd_;   // adopted: not our child, held through a pidfd
   sys::UniqueFd control_;
+  bool durable_ = false;
+  std::atomic<bool> released_{false};
 };
+
+// A session id as it appears in cgroup names: [A-Za-z0-9_-], at most 64 characters.
+std::string cgroup_safe(const std::string& session_id) {
+  std::string safe;
+  for (char c : session_id.substr(0, 64))
+    safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  return safe;
+}
+
+// The session part of a cgroup name ("<pid>.<n>.<safe id>"), empty if it has none.
+std::string session_of(const std::string& cgroup_name) {
+  auto a = cgroup_name.find('.');
+  auto b = a == std::string::npos ? a : cgroup_name.find('.', a + 1);
+  return b == std::string::npos ? std::string() : cgroup_name.substr(b + 1);
+}
+
+// The group durable sessions whose dirs are in `sessions_dir` (<state dir>/sessions) share
+// across servers: "d<FNV-1a of the dir>", so a later server on the same state dir finds it
+// (the pid-named groups of bound_sessions() go with their server).
+std::string durable_group_name(const fs::path& sessions_dir) {
+  std::error_code ec;
+  auto abs = fs::absolute(sessions_dir, ec).lexically_normal().string();
+  while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : abs) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "d%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// A handle's fields (Instance::handle()), or unavailable naming what is missing.
+struct Handle {
+  pid_t pid = 0;
+  std::uint64_t start_ticks = 0;
+  std::string group, cgroup;
+  std::vector<fs::path> cgroups;
+};
+
+Handle parse_handle(std::string_view text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    Handle h;
+    h.pid = j.at("pid").get<pid_t>();
+    h.start_ticks = j.at("start_ticks").get<std::uint64_t>();
+    h.group = j.at("group").get<std::string>();
+    h.cgroup = j.at("cgroup").get<std::string>();
+    for (const auto& p : j.value("cgroups", nlohmann::json::array())) h.cgroups.emplace_back(p.get<std::string>());
+    return h;
+  } catch (const std::exception& e) {
+    throw Error(errc::unavailable, std::string("namespaces: not a handle of this backend: ") + e.what());
+  }
+}
 
 // "<server pid>.<n>.<session id>": unique across servers sharing the host, and recover()
 // can tell a dead server's cgroups from a live one's.
 std::string cgroup_name(const std::string& session_id) {
   static std::atomic<unsigned> counter{0};
-  std::string safe;
-  for (char c : session_id.substr(0, 64))
-    safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
-  return std::to_string(::getpid()) + "." + std::to_string(counter++) + "." + safe;
+  return std::to_string(::getpid()) + "." + std::to_string(counter++) + "." + cgroup_safe(session_id);
 }
 
 errc classify(int err) {
@@ -224,8 +312,16 @@ class NamespacesBackend final : public Backend {
     if (spec.workspace.empty() || spec.runtime_dir.empty())
       throw Error(errc::invalid_argument, "namespaces: workspace and runtime_dir are required");
 
+    if (spec.durable && spec.control_socket.empty())
+      throw Error(errc::invalid_argument, "namespaces: a durable session needs a control_socket");
+
     auto inst = std::make_unique<NamespacesInstance>();
+    inst->durable_ = spec.durable;
     inst->workspace_ = std::make_unique<mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
+    // Durable: the socket a later server connects to, bound here (root's, in the session dir
+    // on the host) and listened on by the agent.
+    sys::UniqueFd listening;
+    if (spec.durable) listening = sys::listen_unix(spec.control_socket);
 
     SharedProgress progress;
     ChildPlan plan;
@@ -234,9 +330,13 @@ class NamespacesBackend final : public Backend {
     const auto staged = mount::staged_runtime(spec.runtime_dir);  // held until the child execs
     plan.mounts = mount::plan(spec, plan.new_root, staged->get());
     const auto limits = rlimits::plan(spec.limits);
-    plan.confine = confinement(limits, /*agent=*/true);
+    // Durable: no death with the server; the agent is init of its pid namespace, so the host's
+    // init (or a subreaper) inherits it when the server goes.
+    plan.confine = confinement(limits, /*agent=*/true, spec.durable);
+    plan.listen_fd = listening.get();
     plan.agent = std::string(runtime_inside) + "/sandbox-agent";
-    plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec);
+    plan.argv = agent_argv(plan.agent, agent_control_fd, ns::workspace_inside, runtime_inside, spec,
+                           spec.durable ? agent_listen_fd : -1);
     plan.env = agent_environment(ns::workspace_inside);
     plan.argv.push_back("--code-uid");
     plan.argv.push_back(std::to_string(inside_uid));
@@ -256,9 +356,10 @@ class NamespacesBackend final : public Backend {
     for (auto& e : plan.env) plan.env_ptrs.push_back(e.data());
     plan.env_ptrs.push_back(nullptr);
 
-    inst->group_ = group_;
-    inst->cgroup_ = cgroup::Cgroup::create(group_ ? group_->layout() : host().layout,
-                                           cgroup_name(spec.session_id), cgroup::from(spec.limits));
+    inst->group_ = spec.durable ? durable_group(durable_group_name(spec.session_dir.parent_path())) : group_;
+    inst->cgroup_name_ = cgroup_name(spec.session_id);
+    inst->cgroup_ = cgroup::Cgroup::create(inst->group_ ? inst->group_->layout() : host().layout,
+                                           inst->cgroup_name_, cgroup::from(spec.limits));
 
     auto [control_host, control_child] = sys::socket_pair();
     auto [sync_parent, sync_child] = sys::socket_pair();
@@ -277,7 +378,10 @@ class NamespacesBackend final : public Backend {
     if (pid < 0)
       throw Error(classify(clone_errno), std::string("namespaces: clone: ") + std::strerror(clone_errno));
     inst->child_ = sys::Child(pid);
+    inst->pid_ = pid;
+    inst->ticks_ = sys::start_ticks(pid).value_or(0);
     control_child.reset();
+    listening.reset();
     sync_child.reset();
     if (kernel) kernel->agent = {};
 
@@ -307,20 +411,104 @@ class NamespacesBackend final : public Backend {
     return inst;
   }
 
+  bool durable() const override { return true; }
+
+  std::unique_ptr<Instance> adopt(const LaunchSpec& spec, std::string_view handle) override {
+    auto support = probe();
+    if (!support.available) throw Error(errc::unavailable, "namespaces: " + support.reason);
+    const Handle h = parse_handle(handle);
+    const std::string who = "namespaces: the agent of " + spec.session_id;
+    auto inst = std::make_unique<NamespacesInstance>();
+    inst->durable_ = true;
+    try {
+      try {
+        inst->pidfd_ = sys::open_pidfd(h.pid, h.start_ticks);
+      } catch (const Error& e) {
+        throw Error(errc::unavailable, who + " is gone: " + e.message());
+      }
+      inst->pid_ = h.pid;
+      inst->ticks_ = h.start_ticks;
+      try {
+        inst->control_ = sys::connect_unix(spec.control_socket, std::chrono::seconds(2));
+      } catch (const Error& e) {
+        throw Error(errc::unavailable, who + " does not answer: " + e.message());
+      }
+      // Ours from here: closing the session unmounts the quota, removes the cgroup.
+      inst->workspace_ = std::make_unique<mount::Workspace>(spec.workspace, mount::Workspace::Existing{});
+      inst->group_ = durable_group(h.group.empty() ? durable_group_name(spec.session_dir.parent_path()) : h.group);
+      inst->cgroup_name_ = h.cgroup;
+      inst->cgroup_ = cgroup::Cgroup::open(inst->group_->layout(), h.cgroup);
+    } catch (...) {
+      inst->release();  // a failed adoption ends nothing: reap_lost() does, if asked
+      throw;
+    }
+    // New kernels come from this server's template, into the agent's namespaces and cgroup.
+    if (template_for(spec)) {
+      inst->fork_kernel_ = [slot = template_, spec, cgroups = inst->cgroup_->paths(),
+                            rlimits = rlimits::plan(spec.limits)](pid_t agent, std::array<sys::UniqueFd, 4> ends) {
+        return slot->fork(spec, agent, cgroups, rlimits, std::move(ends));
+      };
+    }
+    return inst;
+  }
+
+  void reap_lost(const LaunchSpec& spec, std::string_view handle) override {
+    (void)spec;
+    Handle h;
+    try {
+      h = parse_handle(handle);
+    } catch (const Error&) {
+      return;  // nothing we could have started
+    }
+    // An agent that lives but could not be adopted (its socket refused, it hung) ends here.
+    try {
+      auto pidfd = sys::open_pidfd(h.pid, h.start_ticks);
+      sys::kill_pidfd(pidfd.get(), h.pid);
+      sys::wait_pidfd(pidfd.get(), std::chrono::seconds(5));
+    } catch (const Error&) {
+      // Gone already (or its pid is another process's now).
+    }
+    // Its cgroups, wherever the handle says they are, but only inside our hierarchy.
+    std::vector<fs::path> dirs = h.cgroups;
+    if (!h.group.empty() && !h.cgroup.empty() && h.cgroup.find('/') == std::string::npos)
+      for (const auto& root : host().layout.roots()) dirs.push_back(root / h.group / h.cgroup);
+    for (const auto& dir : dirs) {
+      const auto d = dir.lexically_normal();
+      bool ours = false;
+      for (const auto& root : host().layout.roots()) {
+        auto rel = d.lexically_relative(root);
+        ours = ours || (!rel.empty() && *rel.begin() != ".." && rel != ".");
+      }
+      if (ours && fs::is_directory(d)) cgroup::remove_stale(d);
+    }
+    // The workspace (and its quota mount) stays until forget_lost().
+  }
+
+  void forget_lost(const LaunchSpec& spec, std::string_view handle) override {
+    (void)handle;
+    if (!spec.workspace.empty()) mount::remove_stale(spec.workspace);
+  }
+
   void bound_sessions(std::uint64_t memory_bytes, std::uint32_t processes) override {
     if (!probe().available) return;  // launch() refuses anyway
     static std::atomic<unsigned> groups{0};
     cgroup::Limits ceiling;
     if (memory_bytes) ceiling.memory_bytes = memory_bytes;
     if (processes) ceiling.pids = processes;
+    {
+      std::lock_guard lock(durable_mutex_);
+      ceiling_ = ceiling;  // durable sessions' group gets it too (durable_group())
+    }
     // "<pid>.g<n>": one per Sandbox, named like sessions so recover() knows its server.
     group_ = cgroup::Group::create(host().layout, std::to_string(::getpid()) + ".g" + std::to_string(groups++),
                                    ceiling);
   }
 
   void recover(const fs::path& state_dir, const std::set<std::string>& keep) override {
-    (void)keep;  // TODO(durable): leave kept sessions alone
-    // Cgroups of servers that are gone ("<pid>.<n>.<sid>" with no such pid).
+    std::set<std::string> kept;  // as in cgroup names
+    for (const auto& id : keep) kept.insert(cgroup_safe(id));
+    // Cgroups of servers that are gone ("<pid>.<n>.<sid>" with no such pid), and their
+    // groups ("<pid>.g<n>"). Durable sessions are in a group named after their state dir.
     for (auto& root : host().layout.roots()) {
       std::error_code ec;
       for (auto& entry : fs::directory_iterator(root, ec)) {
@@ -331,11 +519,24 @@ class NamespacesBackend final : public Backend {
         } catch (...) {
           continue;
         }
+        if (kept.count(session_of(name))) continue;
         if (owner > 0 && owner != ::getpid() && ::kill(owner, 0) != 0 && errno == ESRCH)
           cgroup::remove_stale(entry.path());
       }
     }
-    if (!state_dir.empty()) mount::remove_stale(state_dir);
+    if (state_dir.empty()) return;
+    // This state dir's durable sessions that the store does not keep.
+    const auto group = durable_group_name(state_dir / "sessions");
+    for (auto& root : host().layout.roots()) {
+      std::error_code ec;
+      for (auto& entry : fs::directory_iterator(root / group, ec))
+        if (entry.is_directory(ec) && !kept.count(session_of(entry.path().filename().string())))
+          cgroup::remove_stale(entry.path());
+    }
+    // Workspace mounts, but the kept sessions' (<state dir>/sessions/<id>, lib/sandbox.cpp).
+    std::vector<fs::path> except;
+    for (const auto& id : keep) except.push_back(state_dir / "sessions" / id);
+    mount::remove_stale(state_dir, except);
   }
 
  private:
@@ -385,8 +586,19 @@ class NamespacesBackend final : public Backend {
     return {true, h.layout.reason};
   }
 
+  // The durable sessions' group `name`, opened (or made) once per backend and shared.
+  std::shared_ptr<cgroup::Group> durable_group(const std::string& name) {
+    std::lock_guard lock(durable_mutex_);
+    auto& g = durable_groups_[name];
+    if (!g) g = cgroup::Group::open_durable(host().layout, name, ceiling_);
+    return g;
+  }
+
   mutable std::once_flag probed_;
   std::shared_ptr<cgroup::Group> group_;  // set by bound_sessions(); shared with the instances
+  std::mutex durable_mutex_;
+  cgroup::Limits ceiling_;  // bound_sessions()'s, for the durable groups
+  std::map<std::string, std::shared_ptr<cgroup::Group>> durable_groups_;
   // Shared with the instances, which ask it for kernels later and may outlive us.
   std::shared_ptr<TemplateSlot> template_ = std::make_shared<TemplateSlot>();
   mutable Support support_;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -171,7 +172,34 @@ std::shared_ptr<Group> Group::create(const Layout& layout, std::string name, con
   return g;
 }
 
+std::shared_ptr<Group> Group::open_durable(const Layout& layout, std::string name, const Limits& limits) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    throw Error(errc::invalid_argument, "cgroup: bad group name");
+  std::shared_ptr<Group> g(new Group());
+  g->layout_ = layout;
+  g->layout_.group = std::move(name);
+  g->durable_ = true;
+  try {
+    switch (layout.version) {
+      case 1: create_group_v1(g->layout_, limits, g->dirs_, /*reuse=*/true); break;
+      case 2: create_group_v2(g->layout_, limits, g->dirs_, /*reuse=*/true); break;
+      default: throw Error(errc::unavailable, "cgroup: " + layout.reason);
+    }
+  } catch (const Error& e) {
+    // The directories exist (or the next write would say so); a ceiling the kernel refuses
+    // now (usage above it) must not stop the sessions already running in it.
+    if (g->dirs_.empty()) throw;
+    std::fprintf(stderr, "libsandbox: the sessions' ceiling on %s: %s\n", g->layout_.group.c_str(), e.message().c_str());
+  }
+  return g;
+}
+
 Group::~Group() {
+  if (durable_) {
+    // Released sessions may live below: only an empty group goes (rmdir refuses otherwise).
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) ::rmdir(it->c_str());
+    return;
+  }
   // The sessions' cgroups are gone by now (each instance holds the group); this sweeps what
   // a crash of one of them could have left, then the group itself.
   for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) remove_stale(*it);
@@ -192,6 +220,16 @@ std::unique_ptr<Cgroup> Cgroup::create(const Layout& layout, std::string_view na
   switch (layout.version) {
     case 1: return create_v1(layout, name, limits);
     case 2: return create_v2(layout, name, limits);
+    default: throw Error(errc::unavailable, "cgroup: " + layout.reason);
+  }
+}
+
+std::unique_ptr<Cgroup> Cgroup::open(const Layout& layout, std::string_view name) {
+  if (name.empty() || name.find('/') != std::string_view::npos || name == "." || name == "..")
+    throw Error(errc::invalid_argument, "cgroup: bad session name");
+  switch (layout.version) {
+    case 1: return open_v1(layout, name);
+    case 2: return open_v2(layout, name);
     default: throw Error(errc::unavailable, "cgroup: " + layout.reason);
   }
 }

@@ -72,6 +72,10 @@ class Cgroup {
   // Throws sandbox::Error (unavailable when a controller is missing, naming it).
   static std::unique_ptr<Cgroup> create(const Layout& layout, std::string_view name,
                                         const Limits& limits);
+  // The session's existing cgroup(s) `name` under the layout's parents, as create() made
+  // them (an earlier server's, adopted): owned like a created one. Throws unavailable when
+  // a directory is missing.
+  static std::unique_ptr<Cgroup> open(const Layout& layout, std::string_view name);
 
   // Moves `pid` into the cgroup (every controller for v1).
   virtual void add(pid_t pid) = 0;
@@ -81,6 +85,8 @@ class Cgroup {
   virtual Usage usage() const = 0;
   // The session's directories (one for v2, one per controller for v1).
   virtual std::vector<std::filesystem::path> paths() const = 0;
+  // Lets go: destruction then kills nothing and removes nothing (the session outlives us).
+  virtual void release() noexcept = 0;
 };
 
 // The level between "libsandbox" and the sessions that holds one Sandbox's ceiling, so
@@ -92,7 +98,11 @@ class Group {
   // Makes the group's directories and writes its limits (memory also bounds swap at zero).
   // Throws sandbox::Error (unavailable when a controller is missing).
   static std::shared_ptr<Group> create(const Layout& layout, std::string name, const Limits& limits);
-  ~Group();  // kills whatever is left below and removes the directories
+  // A group that outlives its server (durable sessions): an existing one of that name is
+  // reused with what runs in it, its limits written again (best effort: a lower one may be
+  // refused while usage is above it); destruction removes it only when it is empty.
+  static std::shared_ptr<Group> open_durable(const Layout& layout, std::string name, const Limits& limits);
+  ~Group();  // kills whatever is left below and removes the directories (durable: see above)
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
 
@@ -105,6 +115,7 @@ class Group {
   Group() = default;
   Layout layout_;
   std::vector<std::filesystem::path> dirs_;
+  bool durable_ = false;
 };
 
 // Kills what is left in `dir` (a stale session cgroup of either version) and removes it.
@@ -122,9 +133,14 @@ bool remove_dir(const std::filesystem::path& dir) noexcept;
 
 std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, const Limits& limits);
 std::unique_ptr<Cgroup> create_v2(const Layout& layout, std::string_view name, const Limits& limits);
+std::unique_ptr<Cgroup> open_v1(const Layout& layout, std::string_view name);
+std::unique_ptr<Cgroup> open_v2(const Layout& layout, std::string_view name);
 // A group's directories with `limits` written (memory, pids); they are returned as they are
-// made, so the caller removes them even when a later write fails.
-void create_group_v1(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs);
-void create_group_v2(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs);
+// made, so the caller removes them even when a later write fails. `reuse`: an existing
+// group's directories (and what runs in them) are kept, not swept as a crashed run's.
+void create_group_v1(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs,
+                     bool reuse = false);
+void create_group_v2(const Layout& layout, const Limits& limits, std::vector<std::filesystem::path>& dirs,
+                     bool reuse = false);
 
 }  // namespace sandbox::isolation::ns::cgroup

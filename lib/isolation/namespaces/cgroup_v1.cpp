@@ -25,6 +25,7 @@ void make_dir(const fs::path& dir) {
 class CgroupV1 final : public Cgroup {
  public:
   ~CgroupV1() override {
+    if (created_.empty()) return;
     kill_all();
     for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
       for (int i = 0; i < 400 && !read_pids(*it / "cgroup.procs").empty(); ++i)
@@ -50,6 +51,16 @@ class CgroupV1 final : public Cgroup {
     }
     dirs_[controller] = dir;
   }
+
+  // An existing session's directory under one controller (adopted): ours from now on.
+  void take(const Layout& layout, const std::string& controller, const fs::path& parent, std::string_view name) {
+    fs::path dir = layout.sessions_dir(parent) / name;
+    if (!fs::is_directory(dir)) throw Error(errc::unavailable, "cgroup v1: " + dir.string() + " is gone");
+    if (std::find(created_.begin(), created_.end(), dir) == created_.end()) created_.push_back(dir);
+    dirs_[controller] = dir;
+  }
+
+  void release() noexcept override { created_.clear(); }
 
   const fs::path* dir(const std::string& controller) const {
     auto it = dirs_.find(controller);
@@ -141,15 +152,23 @@ std::unique_ptr<Cgroup> create_v1(const Layout& layout, std::string_view name, c
   return cg;
 }
 
-void create_group_v1(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs) {
+std::unique_ptr<Cgroup> open_v1(const Layout& layout, std::string_view name) {
+  auto cg = std::make_unique<CgroupV1>();
+  for (auto& [controller, parent] : layout.v1_parents) cg->take(layout, controller, parent, name);
+  return cg;
+}
+
+void create_group_v1(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs, bool reuse) {
   for (auto& [controller, parent] : layout.v1_parents) {
     make_dir(parent / parent_name);
     fs::path dir = layout.sessions_dir(parent);
     if (std::find(dirs.begin(), dirs.end(), dir) != dirs.end()) continue;  // a shared hierarchy
     if (::mkdir(dir.c_str(), 0755) != 0) {
       if (errno != EEXIST) throw_syscall("mkdir", errno, dir.string());
-      remove_stale(dir);  // a crashed run's group of the same name
-      make_dir(dir);
+      if (!reuse) {
+        remove_stale(dir);  // a crashed run's group of the same name
+        make_dir(dir);
+      }
     }
     dirs.push_back(dir);
   }

@@ -31,6 +31,14 @@ class CgroupV2 final : public Cgroup {
     remove_dir(dir_);
   }
 
+  // An existing session's directory (adopted): ours to kill and remove from now on.
+  void take() {
+    if (!fs::is_directory(dir_)) throw Error(errc::unavailable, "cgroup v2: " + dir_.string() + " is gone");
+    created_ = true;
+  }
+
+  void release() noexcept override { created_ = false; }
+
   void make() {
     if (::mkdir(dir_.c_str(), 0755) != 0) {
       if (errno != EEXIST) throw_syscall("mkdir", errno, dir_.string());
@@ -128,7 +136,7 @@ fs::path descend(const Layout& layout, const std::vector<std::string>& controlle
 
 }  // namespace
 
-void create_group_v2(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs) {
+void create_group_v2(const Layout& layout, const Limits& limits, std::vector<fs::path>& dirs, bool reuse) {
   // The sessions below use cpu too: enable it on the way down when the host has it.
   std::vector<std::string> controllers = {"memory", "pids"};
   auto available = read_file(layout.v2_parent / "cgroup.controllers").value_or("");
@@ -137,7 +145,7 @@ void create_group_v2(const Layout& layout, const Limits& limits, std::vector<fs:
                                         std::istream_iterator<std::string>())
     controllers.push_back("cpu");
   fs::path dir = layout.sessions_dir(layout.v2_parent);
-  if (fs::exists(dir)) remove_stale(dir);  // a crashed run's group of the same name
+  if (!reuse && fs::exists(dir)) remove_stale(dir);  // a crashed run's group of the same name
   fs::path made = descend(layout, controllers);
   dirs.push_back(made);
   if (limits.memory_bytes) {
@@ -174,6 +182,12 @@ std::unique_ptr<Cgroup> create_v2(const Layout& layout, std::string_view name, c
     auto quota = std::max<long long>(1000, std::llround(*limits.cpus * 100000));
     write_file(dir / "cpu.max", std::to_string(quota) + " 100000");
   }
+  return cg;
+}
+
+std::unique_ptr<Cgroup> open_v2(const Layout& layout, std::string_view name) {
+  auto cg = std::make_unique<CgroupV2>(layout.sessions_dir(layout.v2_parent) / name);
+  cg->take();
   return cg;
 }
 

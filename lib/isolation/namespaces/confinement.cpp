@@ -7,7 +7,7 @@
 
 namespace sandbox::isolation::ns {
 
-sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent) {
+sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent, bool durable) {
   sys::Confinement c;
   c.cwd = workspace_inside;  // the code's, mode 0700: entered while capabilities allow it
   for (const auto& l : rlimits) {
@@ -24,7 +24,7 @@ sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent) {
   c.keep_caps = agent ? agent_caps : 0;
   static const int cap_last = sys::last_cap();
   c.cap_last = cap_last;
-  c.pdeathsig = SIGKILL;
+  c.pdeathsig = durable ? 0 : SIGKILL;
   c.setsid = true;  // no terminal signal from the host reaches it
   c.no_new_privs = true;
   const std::vector<sock_filter>* filters[] = {&seccomp::personality_filter(), &seccomp::filter()};

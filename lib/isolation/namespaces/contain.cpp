@@ -41,16 +41,19 @@ void at(const ChildPlan& plan, Step step) {
 }  // namespace
 
 // stdio on /dev/null, the control socket at fd 3, a template kernel's pipes at 4-7 when
-// there is one, the sync socket after them (close-on-exec, so exec success shows as EOF in
-// the parent), everything else closed.
+// there is one (else /dev/null there when a listening socket follows), a durable agent's
+// listening socket at 8, the sync socket after them (close-on-exec, so exec success shows as
+// EOF in the parent), everything else closed.
 bool keep_only_fds(ChildPlan& plan) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return false;
-  int map[agent_kernel_fd + 4] = {null, null, null, plan.control_fd};
-  static_assert(agent_control_fd == 3 && agent_kernel_fd == 4);
+  int map[agent_listen_fd + 1] = {null, null, null, plan.control_fd};
+  static_assert(agent_control_fd == 3 && agent_kernel_fd == 4 && agent_listen_fd == agent_kernel_fd + 4);
   const bool with_kernel = plan.kernel_fds[0] >= 0;
-  for (int i = 0; i < 4; ++i) map[agent_kernel_fd + i] = plan.kernel_fds[i];
-  if (!sys::place_fds(map, with_kernel ? agent_kernel_fd + 4 : agent_kernel_fd, &plan.sync_fd)) return false;
+  for (int i = 0; i < 4; ++i) map[agent_kernel_fd + i] = with_kernel ? plan.kernel_fds[i] : null;
+  map[agent_listen_fd] = plan.listen_fd;
+  const int n = plan.listen_fd >= 0 ? agent_listen_fd + 1 : with_kernel ? agent_kernel_fd + 4 : agent_kernel_fd;
+  if (!sys::place_fds(map, n, &plan.sync_fd)) return false;
   plan.control_fd = agent_control_fd;
   return true;
 }

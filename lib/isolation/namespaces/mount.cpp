@@ -361,7 +361,19 @@ Workspace::Workspace(const fs::path& dir, std::uint64_t disk_bytes) : dir_(dir.l
   workspaces.emplace(dir_.string(), 1);
 }
 
+Workspace::Workspace(const fs::path& dir, Existing) : dir_(dir.lexically_normal()) {
+  std::lock_guard lock(workspaces_mutex);
+  auto it = workspaces.find(dir_.string());
+  if (it != workspaces.end()) {
+    ++it->second;
+    return;
+  }
+  if (!mounted_at(dir_)) throw Error(errc::unavailable, "workspace: no quota mounted at " + dir_.string());
+  workspaces.emplace(dir_.string(), 1);
+}
+
 Workspace::~Workspace() {
+  if (released_) return;
   std::lock_guard lock(workspaces_mutex);
   auto it = workspaces.find(dir_.string());
   if (it == workspaces.end() || --it->second > 0) return;
@@ -369,17 +381,60 @@ Workspace::~Workspace() {
   ::umount2(dir_.c_str(), MNT_DETACH);
 }
 
-int remove_stale(const fs::path& dir) noexcept {
+void Workspace::release() noexcept {
+  if (released_) return;
+  released_ = true;
+  std::lock_guard lock(workspaces_mutex);
+  auto it = workspaces.find(dir_.string());
+  if (it != workspaces.end() && --it->second <= 0) workspaces.erase(it);
+}
+
+namespace {
+// Mount points at or below `dir`, as /proc/self/mountinfo names them (octal escapes undone).
+std::vector<std::string> mounts_under(const fs::path& dir) {
+  std::vector<std::string> points;
+  std::ifstream in("/proc/self/mountinfo");
+  const std::string prefix = dir.lexically_normal().string();
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, raw;
+    fields >> id >> parent >> dev >> root >> raw;
+    std::string point;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '\\' && i + 3 < raw.size()) {
+        point += static_cast<char>((raw[i + 1] - '0') * 64 + (raw[i + 2] - '0') * 8 + (raw[i + 3] - '0'));
+        i += 3;
+      } else {
+        point += raw[i];
+      }
+    }
+    if (point == prefix || point.rfind(prefix + "/", 0) == 0) points.push_back(point);
+  }
+  return points;
+}
+}  // namespace
+
+bool mounted_at(const fs::path& dir) noexcept {
+  try {
+    const std::string want = dir.lexically_normal().string();
+    for (auto& p : mounts_under(dir))
+      if (p == want) return true;
+  } catch (...) {
+  }
+  return false;
+}
+
+int remove_stale(const fs::path& dir, const std::vector<fs::path>& except) noexcept {
   int count = 0;
   try {
     std::vector<std::string> points;
-    std::ifstream in("/proc/self/mountinfo");
-    std::string prefix = dir.lexically_normal().string();
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream fields(line);
-      std::string id, parent, dev, root, point;
-      fields >> id >> parent >> dev >> root >> point;
-      if (point == prefix || point.rfind(prefix + "/", 0) == 0) points.push_back(point);
+    for (auto& point : mounts_under(dir)) {
+      bool kept = false;
+      for (auto& e : except) {
+        const std::string k = e.lexically_normal().string();
+        kept = kept || point == k || point.rfind(k + "/", 0) == 0;
+      }
+      if (!kept) points.push_back(point);
     }
     // Deepest first.
     std::sort(points.begin(), points.end(), [](auto& a, auto& b) { return a.size() > b.size(); });

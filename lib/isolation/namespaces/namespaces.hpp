@@ -51,6 +51,8 @@ inline constexpr const char* hostname = "sandbox";
 inline constexpr int agent_control_fd = 3;
 // Where the agent finds a template-forked Python kernel's four pipes (--kernel-fds).
 inline constexpr int agent_kernel_fd = 4;
+// A durable agent's listening socket (--listen-fd), after the kernel's pipes.
+inline constexpr int agent_listen_fd = 8;
 
 // One step of building the new root, executed in order by the child.
 struct MountStep {
@@ -107,6 +109,7 @@ struct ChildPlan {
   int sync_fd = -1;     // child end of the sync socketpair
   int control_fd = -1;  // child end of the control socketpair
   int kernel_fds[4] = {-1, -1, -1, -1};  // the agent's ends of a template kernel's pipes
+  int listen_fd = -1;   // a durable agent's listening socket, or -1
 
   std::string new_root;             // host dir the tmpfs root is mounted on (private ns)
   std::vector<MountStep> mounts;    // the new root, in order
@@ -127,8 +130,9 @@ struct ChildFailure {
 // the template: ids (the agent's or the code's), no supplementary groups, rlimits, the
 // capabilities (agent_caps for the agent, none for code), death with the parent, a session
 // of its own, no_new_privs, both seccomp filters, cwd the workspace. The caller sets
-// parent_fd/parent_gone (how a parent already gone shows).
-sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent);
+// parent_fd/parent_gone (how a parent already gone shows). `durable`: no death with the
+// parent (a durable session's agent outlives its server, its kernels the template).
+sys::Confinement confinement(const std::vector<Rlimit>& rlimits, bool agent, bool durable = false);
 
 // ---- child side (no allocation, no exceptions) ----
 int contain(void* plan);  // clone() entry point: waits for the parent, contains, execs
@@ -145,7 +149,7 @@ bool init_ns(const ChildPlan& plan, const char** failed_target);
 namespace net { bool init_ns(); }                                  // loopback up
 namespace ipc_uts { bool init_ns(); }                              // hostname
 namespace cgroup { bool init_ns(); }                               // new cgroup namespace
-bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 4-7
+bool keep_only_fds(ChildPlan& plan);  // stdio to /dev/null, control at 3, kernel pipes at 4-7, listening 8
 
 // ---- parent side ----
 namespace user {
@@ -172,15 +176,25 @@ std::shared_ptr<const sys::UniqueFd> staged_runtime(const std::filesystem::path&
 class Workspace {
  public:
   Workspace(const std::filesystem::path& dir, std::uint64_t disk_bytes);
+  // The quota an earlier server mounted at `dir` (an adopted session), taken over: the last
+  // user unmounts it as if mounted here. Throws unavailable when nothing is mounted there.
+  struct Existing {};
+  Workspace(const std::filesystem::path& dir, Existing);
   ~Workspace();
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
+  // Lets go of it: this object's destruction unmounts nothing (the session outlives us).
+  void release() noexcept;
  private:
   std::filesystem::path dir_;
+  bool released_ = false;
 };
 
-// Unmounts every mount at or below `dir` (a crashed run's workspaces). Returns how many.
-int remove_stale(const std::filesystem::path& dir) noexcept;
+// Unmounts every mount at or below `dir` (a crashed run's workspaces), except those at or
+// below a path in `except` (kept sessions' dirs). Returns how many.
+int remove_stale(const std::filesystem::path& dir, const std::vector<std::filesystem::path>& except = {}) noexcept;
+// Whether `dir` is a mount point (in this process's mount namespace).
+bool mounted_at(const std::filesystem::path& dir) noexcept;
 }
 namespace seccomp {
 // The filters, compiled once per process (libseccomp -> BPF in memory).

@@ -116,7 +116,8 @@ bool PythonTemplate::alive() {
 }
 
 bool PythonTemplate::fork_into(pid_t agent_pid, const std::vector<fs::path>& cgroup_dirs,
-                               const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> kernel) {
+                               const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> kernel,
+                               bool durable) {
   std::vector<sys::UniqueFd> held;
   for (const char* name : ns_names) {
     const std::string path = "/proc/" + std::to_string(agent_pid) + "/ns/" + name;
@@ -124,7 +125,7 @@ bool PythonTemplate::fork_into(pid_t agent_pid, const std::vector<fs::path>& cgr
     if (!fd) return false;  // the agent is already gone
     held.push_back(std::move(fd));
   }
-  nlohmann::json req{{"runtime", runtime_inside}};
+  nlohmann::json req{{"runtime", runtime_inside}, {"durable", durable}};
   req["cgroups"] = nlohmann::json::array();
   for (const auto& d : cgroup_dirs) req["cgroups"].push_back(d.string());
   req["rlimits"] = nlohmann::json::array();

@@ -5,7 +5,9 @@
 // The fork lands in the session's own cgroup and namespaces and takes on the session's
 // confinement (namespaces.hpp: confinement(), as code) before it runs anything of the
 // session's (template/module.cpp is its child half, runtime/kernel.py --template its loop).
-// Like a kernel the agent starts, it dies with its parent: here the template.
+// Like a kernel the agent starts, it dies with its parent: here the template (except in a
+// durable session, whose kernels must outlive the server and so its template; they still
+// die with the session, its agent being init of their pid namespace).
 // The agent adopts it over four pipes passed at clone time (--kernel-fds), so if the
 // template cannot deliver, the agent sees EOF and starts a kernel of its own.
 //
@@ -51,9 +53,11 @@ class PythonTemplate {
   bool alive();
   // Asks for a kernel in the namespaces of `agent_pid` (host pid) and the cgroup `dirs`.
   // Never blocks; false when the request could not be queued (the kernel ends are closed
-  // either way, which the agent sees as a kernel that never started).
+  // either way, which the agent sees as a kernel that never started). `durable`: the kernel
+  // does not die with the template (a durable session's kernels outlive their server).
   bool fork_into(pid_t agent_pid, const std::vector<std::filesystem::path>& cgroup_dirs,
-                 const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> kernel);
+                 const std::vector<Rlimit>& rlimits, std::array<sys::UniqueFd, 4> kernel,
+                 bool durable = false);
 
   std::chrono::steady_clock::time_point started() const { return started_; }
 

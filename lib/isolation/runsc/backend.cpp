@@ -246,7 +246,10 @@ class RunscBackend final : public Backend {
     const fs::path bundle_dir = spec.session_dir / (id == base ? "runsc-bundle" : "runsc-bundle-" + id);
     auto inst = std::make_unique<RunscInstance>(cli(root), id, cgroups_);  // releases the id
     inst->workspace_ = std::make_unique<ns::mount::Workspace>(spec.workspace, spec.limits.disk_bytes);
-    const fs::path bundle = runsc::write_bundle(spec, bundle_dir, {.container_id = id, .cgroups = cgroups_, .args = {}});
+    // Not durable (durable() is false): its agent ends with the server, listening for none.
+    LaunchSpec plain = spec;
+    plain.durable = false;
+    const fs::path bundle = runsc::write_bundle(plain, bundle_dir, {.container_id = id, .cgroups = cgroups_, .args = {}});
     auto [host, child] = sys::socket_pair();
     inst->started_ = true;
     auto started = cli(root).run_detached(id, bundle, child.get());
@@ -259,10 +262,10 @@ class RunscBackend final : public Backend {
   }
 
   void recover(const fs::path& state_dir, const std::set<std::string>& keep) override {
-    (void)keep;  // TODO(durable): leave kept sessions alone
     if (state_dir.empty() || !probe().available) return;
     std::error_code ec;
     for (auto& session : fs::directory_iterator(state_dir / "sessions", ec)) {
+      if (keep.count(session.path().filename().string())) continue;  // a kept (lost) session's
       const fs::path root = session.path() / "runsc-root";
       if (!fs::is_directory(root)) continue;
       auto c = cli(root);
@@ -276,8 +279,10 @@ class RunscBackend final : public Backend {
         // A broken state file: nothing more runsc can do with it; the dir goes with the session.
       }
     }
-    // The workspaces' tmpfs mounts of those sessions.
-    ns::mount::remove_stale(state_dir / "sessions");
+    // The workspaces' tmpfs mounts of those sessions; a kept one's stays (it is downloadable).
+    std::vector<fs::path> except;
+    for (const auto& id : keep) except.push_back(state_dir / "sessions" / id);
+    ns::mount::remove_stale(state_dir / "sessions", except);
   }
 
  private:

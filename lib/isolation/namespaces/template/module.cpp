@@ -140,12 +140,14 @@ PyObject* enter(PyObject*, PyObject* args) {
   ::_exit(121);
 }
 
-// finish(kernel_fds, rlimits): in the grandchild, inside the session's pid namespace.
-// kernel_fds are [stdout, stderr, requests, replies] and become fds 1-4 (fd 0 is /dev/null),
-// as an agent-started kernel has them; every other fd is closed.
+// finish(kernel_fds, rlimits, durable=False): in the grandchild, inside the session's pid
+// namespace. kernel_fds are [stdout, stderr, requests, replies] and become fds 1-4 (fd 0 is
+// /dev/null), as an agent-started kernel has them; every other fd is closed. Durable: no
+// death with the template (the session's agent, init of its pid namespace, still ends it).
 PyObject* finish(PyObject*, PyObject* args) {
   PyObject *fds_obj, *limits_obj;
-  if (!PyArg_ParseTuple(args, "OO", &fds_obj, &limits_obj)) return nullptr;
+  int durable = 0;
+  if (!PyArg_ParseTuple(args, "OO|p", &fds_obj, &limits_obj, &durable)) return nullptr;
   std::vector<long long> fds, flat;
   if (!int_list(fds_obj, fds, "kernel_fds must be a sequence of ints")) return nullptr;
   if (fds.size() != 4) {
@@ -168,7 +170,7 @@ PyObject* finish(PyObject*, PyObject* args) {
   Py_DECREF(limits);
   sys::Confinement walls;
   try {
-    walls = ns::confinement(rlimits, /*agent=*/false);
+    walls = ns::confinement(rlimits, /*agent=*/false, durable != 0);
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
@@ -188,7 +190,7 @@ PyObject* finish(PyObject*, PyObject* args) {
   for (int i = 0; i < 4; ++i) map[i + 1] = static_cast<int>(fds[static_cast<std::size_t>(i)]);
   if (!sys::place_fds(map, 5, &template_pidfd)) die(err_fd, "placing the kernel's fds");
   err_fd = 2;
-  walls.parent_fd = template_pidfd;  // readable once the template has exited
+  walls.parent_fd = durable ? -1 : template_pidfd;  // readable once the template has exited
   walls.parent_gone = POLLIN;
   sys::ConfineStep failed{};
   if (!sys::confine(walls, &failed)) die(err_fd, sys::confine_step_name(failed));
@@ -200,7 +202,7 @@ PyMethodDef methods[] = {
     {"prepare", prepare, METH_NOARGS, "Compile the seccomp filters and become the kernels' reaper."},
     {"enter", enter, METH_VARARGS, "enter(cgroup_dirs, ns_fds): join a session's cgroup and namespaces."},
     {"finish", finish, METH_VARARGS,
-     "finish(kernel_fds, rlimits): become the session's contained kernel."},
+     "finish(kernel_fds, rlimits, durable=False): become the session's contained kernel."},
     {nullptr, nullptr, 0, nullptr},
 };
 
