@@ -101,24 +101,33 @@ Result ExecutionImpl::snapshot_locked(Page page) const {
   return r;
 }
 
+// Reading a result, waiting for it or streaming it is use of the session (its idle time).
+void ExecutionImpl::used() const {
+  if (auto s = session_.lock()) s->touch();
+}
+
 Result ExecutionImpl::snapshot(Page page) const {
+  used();
   std::lock_guard lock(mutex_);
   return snapshot_locked(page);
 }
 
 Result ExecutionImpl::wait() {
+  used();
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return done_; });
   return snapshot_locked({});
 }
 
 bool ExecutionImpl::wait_for(std::chrono::milliseconds d) {
+  used();
   std::unique_lock lock(mutex_);
   return changed_.wait_for(lock, d, [&] { return done_; });
 }
 
 bool ExecutionImpl::wait_change(std::uint64_t stdout_size, std::uint64_t stderr_size,
                                 std::chrono::milliseconds d) {
+  used();
   std::unique_lock lock(mutex_);
   return changed_.wait_for(lock, d, [&] {
     return done_ || result_.stdout_text.size() > stdout_size ||
@@ -127,6 +136,7 @@ bool ExecutionImpl::wait_change(std::uint64_t stdout_size, std::uint64_t stderr_
 }
 
 std::uint64_t ExecutionImpl::add_subscriber(std::function<void()> fn) {
+  used();
   std::unique_lock lock(mutex_);
   if (done_) {
     lock.unlock();

@@ -57,6 +57,7 @@ class ExecutionImpl final : public Execution {
   // Marks it done (letting go of its quota hold) and publishes; unlocks.
   void finish(std::unique_lock<std::mutex>& lock);
   Result snapshot_locked(Page page) const;
+  void used() const;  // touches the session
 
   const std::string id_;
   const std::uint32_t wire_id_;

@@ -51,7 +51,8 @@ Status parse_status(std::string_view s) {
 
 Termination parse_termination(std::string_view s) {
   for (Termination v : {Termination::none, Termination::timeout, Termination::out_of_memory,
-                        Termination::process_limit, Termination::cancelled, Termination::kernel_died})
+                        Termination::process_limit, Termination::cancelled, Termination::kernel_died,
+                        Termination::lifetime})
     if (to_string(v) == s) return v;
   return Termination::none;  // a newer server's reason: not worth failing the result over
 }

@@ -35,6 +35,7 @@ std::string_view to_string(Termination t) noexcept {
     case Termination::process_limit: return "process_limit";
     case Termination::cancelled: return "cancelled";
     case Termination::kernel_died: return "kernel_died";
+    case Termination::lifetime: return "lifetime";
   }
   return "none";
 }

@@ -245,10 +245,11 @@ void Sandbox::Impl::reap() {
           too_old = true;
         }
         too_old = too_old || (life.count() > 0 && wall - s->created() > life);
-        // A pod still starting is not idle: idleness counts from Ready.
+        // A pod still starting is not idle: idleness counts from Ready. A local session's
+        // last use is now while any of its executions runs (SessionImpl::last_used).
         unused = idle.count() > 0 && st != SessionStatus::pending && now - s->last_used() > idle;
-        if (unused && !too_old) {
-          auto latest = s->latest();
+        if (unused && !too_old && !std::dynamic_pointer_cast<SessionImpl>(s)) {
+          auto latest = s->latest();  // a placed session's: its executions run elsewhere
           if (latest && !latest->done()) unused = false;  // still running: in use
         }
       } catch (const std::exception&) {
@@ -262,7 +263,12 @@ void Sandbox::Impl::reap() {
         take(key);
       }
       try {
-        s->close();
+        // What its lifetime ends is reported as such, not as cancelled.
+        if (auto local = std::dynamic_pointer_cast<SessionImpl>(s); local && too_old)
+          local->close(Termination::lifetime,
+                       "the session reached its lifetime (" + std::to_string(life.count()) + " ms) and was closed");
+        else
+          s->close();
       } catch (const std::exception& e) {
         // A placed session's cluster or cloud is unreachable now: kept for the next sweep.
         std::fprintf(stderr, "sandbox: cannot close expired session %s: %s\n", key.second.c_str(), e.what());

@@ -17,6 +17,7 @@ namespace sandbox {
 namespace asio = boost::asio;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
 std::string_view to_string(SessionStatus s) noexcept {
   switch (s) {
@@ -116,6 +117,10 @@ std::uint32_t wire_of(std::string_view id) {
   return v > UINT32_MAX ? 0 : static_cast<std::uint32_t>(v);
 }
 
+// What the host's backstop allows past an execution's timeout before it ends the execution
+// itself: the agent's own timeout, kill and DONE come first.
+constexpr auto backstop_grace = 5s;
+
 // A dead agent's teardown, posted off the I/O thread; the Agent may be released there too, so
 // its Instance's destructor (waitpid, cgroup removal, umount) runs there as well.
 template <class AgentT>
@@ -162,6 +167,12 @@ void SessionImpl::touch() {
 }
 
 std::chrono::steady_clock::time_point SessionImpl::last_used() const {
+  {
+    // An execution running or queued is use, however long ago it was submitted.
+    std::lock_guard lock(mutex_);
+    for (const auto& [wire, r] : running_)
+      if (!r.exec->done()) return Clock::now();
+  }
   return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_used_ns_.load()));
 }
 
@@ -314,7 +325,11 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) 
     auto it = running_.find(f.id);
     if (it == running_.end()) return;
     ex = it->second.exec;
-    if (started) arm_backstop(it->second);
+    if (started) {
+      it->second.started = true;
+      arm_backstop(it->second, Clock::now() + it->second.timeout + backstop_grace, true);
+      if (it->second.queued) schedule_queued(ex->language());
+    }
     if (done) {
       done_entry = std::move(it->second);
       running_.erase(it);
@@ -413,6 +428,8 @@ void SessionImpl::refine(Result& r, const isolation::Usage& before, Agent& a) {
 void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::string& why) {
   std::map<std::uint32_t, Running> running;
   std::map<std::uint32_t, std::promise<std::string>> replies;
+  Termination close_why;
+  std::string close_note;
   {
     std::lock_guard lock(mutex_);
     if (a->lost) return;
@@ -422,8 +439,21 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::stri
       agent_.reset();
       if (status_ != SessionStatus::closed) previous_agent_ = a;
     }
-    running.swap(running_);
+    // This agent's executions; all of them once closing. A successor's (this agent was
+    // retired by the backstop) go on.
+    const bool closing_now = status_ == SessionStatus::closed;
+    for (auto it = running_.begin(); it != running_.end();) {
+      auto owner = it->second.agent.lock();
+      if (closing_now || !owner || owner == a) {
+        running.insert(std::move(*it));
+        it = running_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     replies.swap(replies_);
+    close_why = close_why_;
+    close_note = close_note_;
   }
   for (auto* p : {&a->hello, &a->synced}) {
     try {
@@ -436,7 +466,7 @@ void SessionImpl::on_agent_lost(const std::shared_ptr<Agent>& a, const std::stri
   for (auto& [id, r] : running) {
     if (r.backstop) r.backstop->cancel();
     if (closing) {
-      r.exec->fail(Status::killed, Termination::cancelled, "the session was closed");
+      r.exec->fail(Status::killed, close_why, close_note);
     } else if (!why.empty()) {
       // The host cut it off (a malformed frame, or it stopped reading): it is killed below.
       r.exec->fail(Status::failed, Termination::kernel_died,
@@ -494,21 +524,52 @@ void SessionImpl::kill(int pid, int signal) {
   }
 }
 
-// The agent enforces the timeout; this backstop restarts the session if the agent does not.
-// It counts from STARTED: a run may wait behind others of its language, or for its kernel.
-void SessionImpl::arm_backstop(Running& r) {
-  if (r.backstop) return;
-  r.backstop = std::make_shared<asio::steady_timer>(ctx_.io, r.timeout + 5s);
+// The agent enforces the timeout; this backstop ends the execution and replaces the agent
+// when it does not (hung, SIGSTOPped). Armed at submission, so that an agent which never
+// confirms the start cannot keep an execution Running; again at STARTED, from the start.
+void SessionImpl::arm_backstop(Running& r, Clock::time_point deadline, bool started) {
+  if (!r.backstop) r.backstop = std::make_shared<asio::steady_timer>(ctx_.io);
+  r.deadline = deadline;
+  r.backstop->expires_at(deadline);  // cancels the wait armed before
   std::weak_ptr<ExecutionImpl> weak_ex = r.exec;
   std::weak_ptr<Agent> weak_agent = r.agent;
-  r.backstop->async_wait([weak_ex, weak_agent, &io = ctx_.io, pool = ctx_.teardown](boost::system::error_code ec) {
+  std::weak_ptr<SessionImpl> weak_self = weak_from_this();
+  r.backstop->async_wait([weak_ex, weak_agent, weak_self, started, &io = ctx_.io,
+                          pool = ctx_.teardown](boost::system::error_code ec) {
     if (ec) return;
     auto e = weak_ex.lock();
     auto ag = weak_agent.lock();
     if (!e || e->done() || !ag) return;
-    e->fail(Status::timeout, Termination::timeout, "the agent did not stop the execution; session restarted");
+    e->fail(Status::timeout, Termination::timeout,
+            started ? "the agent did not stop the execution at its timeout; the session's agent was replaced"
+                    : "the agent did not answer: the execution had not started by its timeout; the session's agent was replaced");
+    if (auto self = weak_self.lock()) self->retire(ag);
     post_teardown(io, pool, std::move(ag));
   });
+}
+
+// The next use starts another agent at once rather than on this one's teardown, which a
+// hung agent may make slow; the rest of its executions fail when its channel closes.
+void SessionImpl::retire(const std::shared_ptr<Agent>& a) {
+  std::lock_guard lock(mutex_);
+  if (agent_ != a) return;
+  agent_.reset();
+  if (status_ != SessionStatus::closed) previous_agent_ = a;
+}
+
+// Python and Node executions run one at a time per language, in RUN order: one not started
+// yet may wait for the earlier ones to end, so its deadline is theirs plus its own timeout.
+// Only pushes deadlines later (an earlier one started late). With mutex_ held.
+void SessionImpl::schedule_queued(Language lang) {
+  Clock::time_point base = Clock::now();
+  for (auto& [wire, r] : running_) {  // by wire id: submission order
+    if (!r.queued || r.exec->language() != lang || r.exec->done()) continue;
+    if (!r.started) {
+      auto deadline = base + r.timeout + backstop_grace;
+      if (!r.backstop || deadline > r.deadline) arm_backstop(r, deadline, false);
+    }
+    base = std::max(base, r.deadline);
+  }
 }
 
 std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
@@ -520,6 +581,8 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   if (req.code.size() > (16u << 20)) throw Error(errc::resource_exhausted, "code larger than 16 MiB");
   std::shared_ptr<void> admitted = ctx_.admit_execution ? ctx_.admit_execution(owner_) : nullptr;
   auto a = agent();
+  const Language lang = req.language;
+  const bool queued = lang != Language::shell && !req.fresh;  // a fresh one has its own kernel
   std::shared_ptr<ExecutionImpl> ex;
   Running entry;
   std::uint32_t wire;
@@ -545,9 +608,12 @@ std::shared_ptr<Execution> SessionImpl::start(ExecRequest req) {
   entry.usage_before = a->usage();
   entry.timeout = timeout;
   entry.agent = a;
+  entry.queued = queued;
   {
     std::lock_guard lock(mutex_);
+    if (!queued) arm_backstop(entry, Clock::now() + timeout + backstop_grace, false);
     running_.emplace(wire, std::move(entry));
+    if (queued) schedule_queued(lang);
     executions_.emplace(ex->id(), ex);
     latest_ = ex;
     trim_history();
@@ -604,8 +670,15 @@ void SessionImpl::cancel(ExecutionImpl& ex) {
   }
 }
 
-void SessionImpl::close() {
+void SessionImpl::close() { close(Termination::cancelled, "the session was closed"); }
+
+void SessionImpl::close(Termination why, std::string note) {
   if (status_.exchange(SessionStatus::closed) == SessionStatus::closed) return;
+  {
+    std::lock_guard lock(mutex_);
+    close_why_ = why;
+    close_note_ = std::move(note);
+  }
   std::shared_ptr<Agent> a;
   {
     std::lock_guard lock(mutex_);

@@ -73,20 +73,32 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   std::shared_ptr<Execution> latest() const override;
   std::shared_ptr<Execution> execution(std::string_view id) const override;
   void close() override;
+  // close() that ends the running executions Killed with `why` and `note` (the reaper's
+  // Termination::lifetime) rather than "cancelled".
+  void close(Termination why, std::string note);
 
   void cancel(ExecutionImpl& ex);
+  // Counts as use for the idle reaper: requests, and reads of its executions' results.
+  void touch();
 
  private:
   struct Agent;  // one launched instance and its channel
   struct Running {
     std::shared_ptr<ExecutionImpl> exec;
-    std::shared_ptr<boost::asio::steady_timer> backstop;  // armed at STARTED
+    // The host's timeout, for an agent that does not enforce its own (hung, stopped):
+    // armed at submission, again at STARTED (arm_backstop).
+    std::shared_ptr<boost::asio::steady_timer> backstop;
+    std::chrono::steady_clock::time_point deadline;
+    bool queued = false;  // waits behind the earlier executions of its language
+    bool started = false;
     std::chrono::milliseconds timeout{0};
     std::weak_ptr<Agent> agent;
     isolation::Usage usage_before;
   };
-  void arm_backstop(Running& r);
-  void touch();
+  // With mutex_ held.
+  void arm_backstop(Running& r, std::chrono::steady_clock::time_point deadline, bool started);
+  void schedule_queued(Language lang);
+  void retire(const std::shared_ptr<Agent>& a);  // the backstop gave up on it
   void check_open() const;
   std::shared_ptr<Agent> agent();  // launches again if the previous agent died
   std::shared_ptr<Agent> start_agent(Language warm);
@@ -124,6 +136,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   std::shared_ptr<ExecutionImpl> latest_;
   std::map<std::uint32_t, std::promise<std::string>> replies_;
   std::uint32_t next_wire_id_ = 1;
+  // How close() reports the executions it ends.
+  Termination close_why_ = Termination::cancelled;
+  std::string close_note_ = "the session was closed";
   static constexpr std::size_t max_history = 64;  // executions kept, besides the byte bound
 };
 

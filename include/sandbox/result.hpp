@@ -23,8 +23,9 @@ enum class Status {
   killed,    // cancelled by request, or by a session limit (see termination)
 };
 
-// Why an execution ended other than by itself.
-enum class Termination { none, timeout, out_of_memory, process_limit, cancelled, kernel_died };
+// Why an execution ended other than by itself. lifetime: its session reached
+// Options::lifetime and was closed while it ran.
+enum class Termination { none, timeout, out_of_memory, process_limit, cancelled, kernel_died, lifetime };
 
 struct Image {
   std::string mime;  // "image/png"

@@ -48,7 +48,8 @@ struct Options {
   // gateway). A placed session is a Session like any other; its placement() says where.
   placement::Options placement;
   // The reaper, on the Sandbox's own thread (0 = never): closes sessions, placed ones too,
-  // unused this long (a running execution counts as use) or this old.
+  // unused this long (any execution running, and reading results, count as use) or this
+  // old (its running executions end Killed, termination lifetime).
   std::chrono::seconds idle_timeout{0};
   std::chrono::seconds lifetime{0};
   // Durability (DESIGN section 7). With a state_dir, sessions outlive this Sandbox: its

@@ -87,6 +87,7 @@ Termination to_termination(std::string_view s) {
   if (s == "kernel_died") return Termination::kernel_died;
   if (s == "out_of_memory") return Termination::out_of_memory;
   if (s == "process_limit") return Termination::process_limit;
+  if (s == "lifetime") return Termination::lifetime;
   bad("unknown termination");
 }
 

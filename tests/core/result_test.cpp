@@ -63,6 +63,10 @@ TEST(ResultTest, EnumNamesAreTheWireNames) {
   EXPECT_EQ(to_string(Termination::none), "none");
   EXPECT_EQ(to_string(Termination::process_limit), "process_limit");
   EXPECT_EQ(to_string(Termination::kernel_died), "kernel_died");
+  EXPECT_EQ(to_string(Termination::lifetime), "lifetime");
+  Result r;
+  r.termination = Termination::lifetime;
+  EXPECT_EQ(parse_result(to_json(r)).termination, Termination::lifetime);
 }
 
 TEST(ResultTest, ParseLanguageTakesTheUsualAliases) {
