@@ -1,8 +1,9 @@
-// placement/gateway.cpp: pods and cloud sessions, the record file, and the gateway's calls.
+// placement/gateway.cpp: pods and cloud sessions, their record in the store, and the gateway's calls.
 #include "placement/gateway.hpp"
 
 #include "placement/kube_client.hpp"
 #include "placement/pod_spec.hpp"
+#include "store/store.hpp"
 
 #include <sandbox/error.hpp>
 
@@ -11,7 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -140,7 +141,7 @@ Location Gateway::create(const std::string& id, Target target, const Limits& lim
   loc.authorization = cloud_auth_;
   std::lock_guard lock(mu_);
   sessions_[id] = loc;
-  save_locked();
+  persist_locked(loc);
   return loc;
 }
 
@@ -225,7 +226,7 @@ std::optional<Location> Gateway::find(const std::string& id) {
   loc.authorization = cloud_auth_;
   std::lock_guard lock(mu_);
   auto [it, added] = sessions_.try_emplace(id, loc);
-  if (added) save_locked();
+  if (added) persist_locked(it->second);
   return it->second;
 }
 
@@ -285,8 +286,8 @@ bool Gateway::remove(const std::string& id) {
     if (r.status >= 500) throw Error(errc::unavailable, fmt::format("cloud gateway: {} {}", r.status, r.body));
   }
   std::lock_guard lock(mu_);
+  if (auto it = sessions_.find(id); it != sessions_.end() && it->second.target == Target::cloud) forget_locked(id);
   sessions_.erase(id);
-  save_locked();
   return true;
 }
 
@@ -304,37 +305,56 @@ std::size_t Gateway::rebuild() {
   return list().size();
 }
 
-// The record holds the cloud sessions only: pods are their own record.
-void Gateway::save_locked() const {
-  if (options_.state_dir.empty()) return;
-  json out = json::array();
-  for (auto& [_, l] : sessions_)
-    if (l.target == Target::cloud) out.push_back(l.to_json());
-  std::filesystem::create_directories(options_.state_dir);
-  auto file = options_.state_dir / "remote.json";
-  auto tmp = options_.state_dir / "remote.json.tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << out.dump(1) << "\n";
-    if (!f.flush()) throw Error(errc::internal, fmt::format("cannot write {}", tmp.string()));
-  }
-  std::filesystem::rename(tmp, file);  // atomic: a crash leaves the old or the new record
+// The store holds the cloud sessions only: pods are their own record.
+constexpr const char* kCloudKind = "cloud";
+
+void Gateway::persist_locked(const Location& loc) const {
+  if (options_.store && loc.target == Target::cloud) options_.store->put_record(kCloudKind, loc.id, loc.to_json().dump());
 }
 
-void Gateway::load() {
-  if (options_.state_dir.empty()) return;
-  std::ifstream f(options_.state_dir / "remote.json");
+void Gateway::forget_locked(const std::string& id) const {
+  if (options_.store) options_.store->remove_record(kCloudKind, id);
+}
+
+// remote.json, the record before the store: its sessions become records (those the store
+// does not have yet), and the file is renamed so that this happens once.
+void Gateway::import_remote_json() const {
+  if (!options_.store || options_.import_dir.empty()) return;
+  auto file = options_.import_dir / "remote.json";
+  std::ifstream f(file);
   if (!f) return;
   std::stringstream ss;
   ss << f.rdbuf();
   auto j = json::parse(ss.str(), nullptr, false);
-  if (!j.is_array()) return;
-  std::lock_guard lock(mu_);
+  if (!j.is_array()) {
+    std::fprintf(stderr, "sandbox: %s is not a list of cloud sessions: not imported\n", file.c_str());
+    return;
+  }
+  std::map<std::string, std::string> have;
+  for (auto& [key, value] : options_.store->records(kCloudKind)) have.emplace(key, value);
   for (const auto& e : j) {
+    if (!e.is_object() || !e.contains("id") || !e["id"].is_string() || e.value("target", "") != "cloud") continue;
+    auto id = e["id"].get<std::string>();
+    if (!id.empty() && !have.contains(id)) options_.store->put_record(kCloudKind, id, e.dump());
+  }
+  std::error_code ec;
+  std::filesystem::rename(file, options_.import_dir / "remote.json.imported", ec);
+  if (ec) std::fprintf(stderr, "sandbox: cannot rename the imported %s: %s\n", file.c_str(), ec.message().c_str());
+}
+
+void Gateway::load() {
+  if (!options_.store) return;
+  import_remote_json();
+  auto records = options_.store->records(kCloudKind);
+  std::lock_guard lock(mu_);
+  for (const auto& [key, text] : records) {
+    auto e = json::parse(text, nullptr, false);
+    if (!e.is_object()) continue;
     Location l;
-    l.id = e.value("id", "");
+    l.id = e.value("id", key);
     l.target = target_from(e.value("target", ""));
     l.status = state_from_string(e.value("status", ""));
+    l.message = e.value("message", "");
     l.base_url = e.value("base_url", "");
     if (e.contains("owner") && e["owner"].is_string()) l.owner = e["owner"].get<std::string>();
     l.authorization = cloud_auth_;

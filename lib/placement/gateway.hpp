@@ -4,10 +4,10 @@
 // A session placed on Kubernetes is a pod named from its id (pod_spec.hpp) that runs
 // `sandboxctl serve`; once the pod is Ready the gateway creates the session inside it (same
 // id, same limits) and forwards the session's requests to http://<podIP>:<port>. A session
-// placed on the cloud is created through the cloud gateway and recorded in the state
-// directory (remote.json), since nothing in the local cluster says it exists. find() answers
+// placed on the cloud is created through the cloud gateway and recorded in the session store
+// (records of kind "cloud"), since nothing in the local cluster says it exists. find() answers
 // for sessions another gateway placed too: the pod's name follows from the id, and the
-// record file holds the cloud ones; rebuild() re-reads both after a restart.
+// store holds the cloud ones; rebuild() re-reads both after a restart.
 //
 //   Gateway gw(opts);
 //   auto loc = gw.create("s1", limits, "python");   // loc.status == "Pending", loc.target
@@ -31,6 +31,10 @@
 #include <thread>
 #include <vector>
 
+namespace sandbox::store {
+class Store;
+}
+
 namespace sandbox::placement {
 
 class KubeClient;
@@ -38,7 +42,10 @@ struct PodState;
 
 struct GatewayOptions {
   Options placement;                           // mode, cluster, template, cloud gateway, pods
-  std::filesystem::path state_dir;             // remote.json lives here; "" = not persisted
+  store::Store* store = nullptr;               // keeps the cloud sessions; null = not persisted
+  // Where a remote.json of a version before the store may be: imported into the store once,
+  // then renamed remote.json.imported. "" = nowhere.
+  std::filesystem::path import_dir;
 };
 
 // A placed session's state: its pod (or the cloud's session) is starting, serves, or failed.
@@ -96,12 +103,14 @@ class Gateway {
   std::optional<Location> refresh(const std::string& id);
   // Deletes the pod or the cloud session and forgets it. False if it was unknown.
   bool remove(const std::string& id);
-  // After a restart: the pods labelled app=libsandbox and the record file.
+  // After a restart: the pods labelled app=libsandbox and the store's cloud records.
   std::size_t rebuild();
 
  private:
   void wait_ready(std::string id, std::string pod, nlohmann::json session_body);
-  void save_locked() const;
+  void persist_locked(const Location& loc) const;  // a cloud session's record
+  void forget_locked(const std::string& id) const;
+  void import_remote_json() const;
   void load();
   Location from_pod(const std::string& id, const PodState& pod) const;
 

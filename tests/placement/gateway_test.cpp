@@ -11,6 +11,7 @@
 #include "placement/fake_kube_fixture.hpp"
 #include "placement/kube_client.hpp"
 #include "placement/pod_spec.hpp"
+#include "store/store.hpp"
 
 #include <sandbox/error.hpp>
 
@@ -128,7 +129,8 @@ class GatewayTestBase : public ::testing::Test {
     opts.placement.mode = Mode::kubernetes;
     opts.placement.kubeconfig = fk.kubeconfig();
     opts.placement.pod_template = dir + "/template.json";
-    opts.state_dir = dir + "/gw";
+    store = store::Store::open(dir + "/gw");
+    opts.store = store.get();
     opts.placement.ready_timeout = 30s;
   }
 
@@ -146,6 +148,7 @@ class GatewayTestBase : public ::testing::Test {
   FakeKube fk;
   std::uint16_t pod_port;
   std::string dir;
+  std::unique_ptr<store::Store> store;  // before opts: the gateways' store outlives them
   GatewayOptions opts;
 };
 
@@ -328,9 +331,16 @@ TEST_F(GatewayTest, CloudSessionsAreRecordedAndSurviveARestart) {
     auto loc = gw.create("cloud-1", Target::cloud, Limits{}, json::object(), "tenant-b");
     EXPECT_EQ(loc.target, Target::cloud);
     EXPECT_EQ(loc.base_url, cloud.url());
-    EXPECT_TRUE(std::filesystem::exists(dir + "/gw/remote.json"));
+    auto records = store->records("cloud");
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].first, "cloud-1");
+    EXPECT_FALSE(std::filesystem::exists(dir + "/gw/remote.json")) << "the store is the record";
   }
-  // A restarted gateway knows it from its record, and the session works there.
+  // A restarted gateway (and store) knows it from its record, and the session works there.
+  opts.store = nullptr;
+  store.reset();
+  store = store::Store::open(dir + "/gw");
+  opts.store = store.get();
   Gateway gw(opts);
   EXPECT_EQ(gw.rebuild(), 1u);
   auto loc = gw.find("cloud-1");
@@ -344,6 +354,7 @@ TEST_F(GatewayTest, CloudSessionsAreRecordedAndSurviveARestart) {
   EXPECT_TRUE(gw.remove("cloud-1"));
   EXPECT_EQ(http_call(cloud.url(), "GET", "/sessions/cloud-1", "", "", 5s).status, 404u);
   EXPECT_FALSE(Gateway(opts).find("cloud-1")) << "the record forgot it";
+  EXPECT_TRUE(store->records("cloud").empty());
 }
 
 // The cloud gateway over https://: created, found, relayed to (forward() over TLS) and
@@ -377,6 +388,66 @@ TEST_F(GatewayTest, ACloudGatewayOverHttps) {
   // The cloud gateway speaks only TLS: plain HTTP to it fails cleanly.
   auto plain = "http" + cloud.url().substr(5);
   EXPECT_THROW(http_call(plain, "GET", "/healthz", "", "", 2s), Error);
+}
+
+// A state dir of a version before the store: its remote.json becomes the store's records
+// once, and is renamed so that it is not imported again (or after the records changed).
+TEST(GatewayImport, RemoteJsonIsImportedOnceIntoTheStore) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "gateway_import.XXXXXX").string();
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  std::filesystem::path dir = tmpl;
+  struct Cleanup {
+    std::filesystem::path d;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{dir};
+  std::ofstream(dir / "remote.json") << R"([
+    {"id": "c1", "target": "cloud", "status": "Ready", "message": "", "base_url": "https://cloud.example:8443", "pod": "", "owner": "tenant-a"},
+    {"id": "c2", "target": "cloud", "status": "Pending", "message": "", "base_url": "https://cloud.example:8443", "pod": ""},
+    {"id": "p1", "target": "kubernetes", "status": "Ready", "base_url": "http://10.0.0.1:8080", "pod": "sbx-p1"},
+    "garbage"
+  ])";
+  auto st = store::Store::open(dir / "state");
+  GatewayOptions opts;
+  opts.store = st.get();
+  opts.import_dir = dir;
+  {
+    Gateway gw(opts);
+    auto c1 = gw.find("c1");
+    ASSERT_TRUE(c1);
+    EXPECT_EQ(c1->target, Target::cloud);
+    EXPECT_EQ(c1->status, State::ready);
+    EXPECT_EQ(c1->base_url, "https://cloud.example:8443");
+    EXPECT_EQ(c1->owner, "tenant-a");
+    auto c2 = gw.find("c2");
+    ASSERT_TRUE(c2);
+    EXPECT_FALSE(c2->owner) << "no owner recorded: nobody's";
+    EXPECT_FALSE(gw.find("p1")) << "pods are their own record";
+    EXPECT_EQ(gw.list().size(), 2u);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "remote.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "remote.json.imported"));
+  auto records = st->records("cloud");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].first, "c1");
+  EXPECT_EQ(records[1].first, "c2");
+
+  // The records are the truth from now on: a forgotten session stays forgotten.
+  st->remove_record("cloud", "c2");
+  Gateway again(opts);
+  EXPECT_EQ(again.rebuild(), 1u);
+  EXPECT_TRUE(again.find("c1"));
+  EXPECT_FALSE(again.find("c2"));
+
+  // Without a store nothing is read or imported.
+  std::filesystem::rename(dir / "remote.json.imported", dir / "remote.json");
+  GatewayOptions none;
+  none.import_dir = dir;
+  Gateway unrecorded(none);
+  EXPECT_TRUE(unrecorded.list().empty());
+  EXPECT_TRUE(std::filesystem::exists(dir / "remote.json"));
 }
 
 }  // namespace

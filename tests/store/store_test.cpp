@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -360,11 +361,17 @@ TEST_F(StoreTest, SurvivesAWriterSigkilledMidWrite) {
       if (::write(fd, buf, sizeof buf) != sizeof buf) ::_exit(9);
     };
     // Write-behind executions, committed (and reported) while the sessions go in.
+    std::atomic<std::uint32_t> acked{0};
     std::thread execs([&] {
       for (std::uint32_t w = 1; w <= 100000; ++w)
-        st->put_execution(execution("o", "s0", w), [&report, w] { report('e', w); });
+        st->put_execution(execution("o", "s0", w), [&report, &acked, w] {
+          report('e', w);
+          acked = w;
+        });
     });
     for (std::uint32_t i = 0; i < 100; ++i) {
+      // Halfway, once the write-behind is committing too, so that the kill hits both.
+      for (int n = 0; i == 50 && acked.load() == 0 && n < 1000; ++n) std::this_thread::sleep_for(10ms);
       auto r = session("o", fmt::format("s{}", i));
       r.handle_json = std::string(4000, 'h');  // a few pages per commit
       st->put_session(r);
@@ -386,6 +393,7 @@ TEST_F(StoreTest, SurvivesAWriterSigkilledMidWrite) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   ASSERT_EQ(sessions.size(), 100u);
+  std::printf("committed before the kill: %zu sessions, %zu executions reported\n", sessions.size(), execs.size());
 
   auto st = Store::open(dir_);  // the dead writer's lock is free
   EXPECT_EQ(integrity(), "ok");
