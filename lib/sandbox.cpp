@@ -492,7 +492,7 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   }
   if (im.options.placement.mode != placement::Mode::local) {
     // Cloud sessions are recorded beside the local ones; pods are their own record.
-    placement::GatewayOptions go{im.options.placement, nullptr /* TODO(lead): the Sandbox's store */, im.owns_state_dir ? std::filesystem::path{} : im.state_dir / "placement"};
+    placement::GatewayOptions go{im.options.placement, im.store.get(), im.owns_state_dir ? std::filesystem::path{} : im.state_dir / "placement"};
     im.gateway = std::make_shared<placement::Gateway>(std::move(go));
     im.gateway->rebuild();  // after a restart: every session placed before, by any gateway
     for (const auto& loc : im.gateway->list()) im.adopt(loc);
