@@ -120,7 +120,7 @@ class GatewayTestBase : public ::testing::Test {
     json tmpl = load_pod_template("");
     auto& c = tmpl["spec"]["containers"][0];
     c["command"] = {kSandboxctl, "serve", "--listen", fmt::format("$(POD_IP):{}", pod_port), "--quiet",
-                    "--isolation", "rlimit", "--state-dir", dir + "/pod-$(POD_NAME)"};
+                    "--isolation", "rlimit", "--close-sessions-on-exit", "--state-dir", dir + "/pod-$(POD_NAME)"};
     c["ports"][0]["containerPort"] = pod_port;
     c["readinessProbe"]["httpGet"]["port"] = pod_port;
     opts.placement.pod_port = pod_port;
@@ -292,11 +292,11 @@ class CloudGateway {
     if (pid_ == 0) {
       if (pki)
         execl(kSandboxctl.c_str(), "sandboxctl", "serve", "--listen", listen.c_str(), "--quiet", "--isolation",
-              "rlimit", "--state-dir", state_dir.c_str(), "--tls-cert", pki->server_cert.c_str(), "--tls-key",
+              "rlimit", "--close-sessions-on-exit", "--state-dir", state_dir.c_str(), "--tls-cert", pki->server_cert.c_str(), "--tls-key",
               pki->server_key.c_str(), static_cast<char*>(nullptr));
       else
         execl(kSandboxctl.c_str(), "sandboxctl", "serve", "--listen", listen.c_str(), "--quiet", "--isolation",
-              "rlimit", "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
+              "rlimit", "--close-sessions-on-exit", "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     for (int i = 0; i < 200; ++i) {

@@ -32,7 +32,7 @@ class SandboxPlacement : public ::testing::Test {
     json tmpl = placement::load_pod_template("");
     auto& c = tmpl["spec"]["containers"][0];
     c["command"] = {kSandboxctl, "serve", "--listen", "$(POD_IP):8080", "--quiet", "--isolation", "rlimit",
-                    "--state-dir", dir + "/pod-$(POD_NAME)"};
+                    "--close-sessions-on-exit", "--state-dir", dir + "/pod-$(POD_NAME)"};
     c["env"].push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
     std::ofstream(dir + "/template.json") << tmpl.dump();
     opts.isolation = "rlimit";

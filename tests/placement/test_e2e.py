@@ -127,7 +127,7 @@ def pod_template(path, fake_dir):
         "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [{
             "name": "sandbox", "image": "libsandbox:0.1.0",
             "command": [SANDBOXCTL, "serve", "--listen", "$(POD_IP):8080", "--quiet",
-                        "--isolation", "rlimit", "--state-dir", f"{fake_dir}/pod-$(POD_NAME)"],
+                        "--isolation", "rlimit", "--close-sessions-on-exit", "--state-dir", f"{fake_dir}/pod-$(POD_NAME)"],
             "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": "http", "containerPort": 8080}],
@@ -177,7 +177,7 @@ def world(base_dir):
 
         cloud_port = free_port()
         cloud_gw = Proc([SANDBOXCTL, "serve", "--listen", f"127.0.0.1:{cloud_port}", "--quiet",
-                         "--isolation", "rlimit", "--state-dir", str(_mk(tmp_path / "cloud-gw")),
+                         "--isolation", "rlimit", "--close-sessions-on-exit", "--state-dir", str(_mk(tmp_path / "cloud-gw")),
                          "--placement", "kubernetes", "--kubeconfig", cloud.info["kubeconfig"],
                          "--pod-template", str(tc), "--gateway-name", "cloud-gw"],
                         tmp_path / "cloud-gw.log").start()
@@ -188,7 +188,7 @@ def world(base_dir):
         gws = []
         for i, port in enumerate(gw_ports):
             gw = Proc([SANDBOXCTL, "serve", "--listen", f"127.0.0.1:{port}", "--quiet",
-                       "--isolation", "rlimit", "--state-dir", str(_mk(tmp_path / f"gw{i}")),
+                       "--isolation", "rlimit", "--close-sessions-on-exit", "--state-dir", str(_mk(tmp_path / f"gw{i}")),
                        "--placement", "hybrid", "--kubeconfig", local.info["kubeconfig"],
                        "--pod-template", str(tl), "--cloud-gateway", f"http://127.0.0.1:{cloud_port}",
                        "--water-level", "0.8", "--gateway-name", f"gw{i}"],
@@ -370,7 +370,7 @@ def test_idle_sessions_lose_their_pods(base_dir):
     try:
         port = free_port()
         gw = Proc([SANDBOXCTL, "serve", "--listen", f"127.0.0.1:{port}", "--quiet", "--isolation", "rlimit",
-                   "--state-dir", str(_mk(tmp_path / "gw")), "--placement", "kubernetes",
+                   "--close-sessions-on-exit", "--state-dir", str(_mk(tmp_path / "gw")), "--placement", "kubernetes",
                    "--kubeconfig", fake.info["kubeconfig"], "--idle-timeout", "1",
                    "--pod-template", str(pod_template(tmp_path / "t.json", fake.info["dir"]))],
                   tmp_path / "gw.log").start()
@@ -403,7 +403,7 @@ def test_placed_sessions_belong_to_their_tenant(base_dir):
     tokens.write_text("alice: tok-alice\nbob: tok-bob\n")
     port = free_port()
     gw = Proc([SANDBOXCTL, "serve", "--listen", f"127.0.0.1:{port}", "--quiet", "--isolation", "rlimit",
-               "--state-dir", str(_mk(base_dir / "gw")), "--placement", "kubernetes",
+               "--close-sessions-on-exit", "--state-dir", str(_mk(base_dir / "gw")), "--placement", "kubernetes",
                "--kubeconfig", fake.info["kubeconfig"],
                "--pod-template", str(pod_template(base_dir / "template.json", fake.info["dir"])),
                "--token-file", str(tokens)], base_dir / "gw.log").start()

@@ -259,7 +259,7 @@ struct ChildServer {
       rlimit rl{nofile, nofile};
       ::setrlimit(RLIMIT_NOFILE, &rl);
       ::execl(SANDBOX_TEST_SANDBOXCTL, "sandboxctl", "serve", "--listen", "127.0.0.1:0",
-              "--isolation", "rlimit", "--state-dir", state.c_str(), "--quiet", nullptr);
+              "--isolation", "rlimit", "--close-sessions-on-exit", "--state-dir", state.c_str(), "--quiet", nullptr);
       ::_exit(127);
     }
     ::close(fds[1]);
