@@ -51,9 +51,11 @@ std::vector<std::string> agent_argv(const std::filesystem::path& agent, int cont
   }
   if (spec.durable) {
     if (listen_fd < 0) throw Error(errc::invalid_argument, "a durable agent needs its listening socket's fd");
-    argv.insert(argv.end(), {"--listen-fd", std::to_string(listen_fd),
-                             "--orphan-timeout-ms", std::to_string(spec.orphan_timeout.count()),
-                             "--lifetime-deadline-ms", std::to_string(spec.lifetime_deadline_ms)});
+    argv.insert(argv.end(), {"--listen-fd", std::to_string(listen_fd)});
+    // 0 is "unset" here (the agent's own default), not "end at once when orphaned".
+    if (spec.orphan_timeout.count() > 0)
+      argv.insert(argv.end(), {"--orphan-timeout-ms", std::to_string(spec.orphan_timeout.count())});
+    argv.insert(argv.end(), {"--lifetime-deadline-ms", std::to_string(spec.lifetime_deadline_ms)});
   }
   return argv;
 }

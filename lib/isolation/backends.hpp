@@ -43,8 +43,8 @@ struct LaunchSpec {
   // Durable sessions (DESIGN section 7): the agent survives its server. The backend binds a
   // listening unix socket at `control_socket` (its directory mode 0700, the socket 0600),
   // hands it to the agent (`--listen-fd`), and arms no parent-death signal; a later server
-  // connects there. The agent ends itself after `orphan_timeout` without a server, or at
-  // `lifetime_deadline_ms` (ms since the epoch; 0 = none).
+  // connects there. The agent ends itself after `orphan_timeout` without a server (0: the
+  // agent's default, 15 minutes), or at `lifetime_deadline_ms` (ms since the epoch; 0 = none).
   bool durable = false;
   std::filesystem::path control_socket;
   std::chrono::milliseconds orphan_timeout{0};

@@ -60,13 +60,13 @@ Handle parse_handle(std::string_view text) {
 class RlimitInstance final : public Instance {
  public:
   // Launched: the agent is our child.
-  RlimitInstance(sys::Child agent, sys::UniqueFd control, std::string workspace, bool dropped)
+  RlimitInstance(sys::Child agent, sys::UniqueFd control, std::string workspace, bool dropped, bool durable)
       : pid_(agent.pid()), ticks_(sys::start_ticks(pid_).value_or(0)), agent_(std::move(agent)),
-        control_(std::move(control)), workspace_(std::move(workspace)), dropped_(dropped) {}
+        control_(std::move(control)), workspace_(std::move(workspace)), dropped_(dropped), durable_(durable) {}
   // Adopted from an earlier server: held through a pidfd (it is not our child).
   RlimitInstance(const Handle& h, sys::UniqueFd pidfd, sys::UniqueFd control, std::string workspace)
       : pid_(h.pid), ticks_(h.start_ticks), pidfd_(std::move(pidfd)), control_(std::move(control)),
-        workspace_(std::move(workspace)), dropped_(h.dropped) {}
+        workspace_(std::move(workspace)), dropped_(h.dropped), durable_(true) {}
   ~RlimitInstance() override { terminate(); }
 
   int control_fd() const override { return control_.get(); }
@@ -89,6 +89,7 @@ class RlimitInstance final : public Instance {
     }
   }
   std::string handle() const override {
+    if (!durable_) return {};
     return nlohmann::json{{"backend", "rlimit"}, {"pid", pid_}, {"start_ticks", ticks_}, {"dropped", dropped_}}.dump();
   }
   void release() override {
@@ -105,6 +106,7 @@ class RlimitInstance final : public Instance {
   sys::UniqueFd control_;
   std::string workspace_;
   bool dropped_;
+  bool durable_;
   std::atomic<bool> reaped_{false};
 };
 
@@ -204,7 +206,7 @@ class RlimitBackend final : public Backend {
     c.no_new_privs = true;
     sys::Child agent = sys::spawn(start);
     child.reset();
-    return std::make_unique<RlimitInstance>(std::move(agent), std::move(host), ws, drop);
+    return std::make_unique<RlimitInstance>(std::move(agent), std::move(host), ws, drop, spec.durable);
   }
 
   bool durable() const override { return true; }

@@ -68,7 +68,7 @@ serve(socket.socket(fileno=3), False)
 if "--listen-fd" not in opt:
     sys.exit(0)
 listener = socket.socket(fileno=int(opt["--listen-fd"]))
-listener.settimeout(int(opt["--orphan-timeout-ms"]) / 1000)
+listener.settimeout(int(opt.get("--orphan-timeout-ms", 900000)) / 1000)
 while True:
     try:
         conn, _ = listener.accept()
@@ -265,6 +265,7 @@ TEST_P(DurableTest, AgentSurvivesItsServersDeath) {
   const pid_t pid = pid_of(handle);
   std::this_thread::sleep_for(300ms);
   ASSERT_FALSE(dead(pid)) << "the agent died with its server";
+  EXPECT_EQ(::getsid(pid), pid) << "not in a session of its own: the server's group signals reach it";
 
   auto adopted = backend_->adopt(s, handle);
   ASSERT_TRUE(hello_of(adopted->control_fd()).is_object());

@@ -4,6 +4,12 @@
 // launch() in the parent: workspace quota mounted, plan built, cgroup made, clone(), child
 // added to the cgroup and its ids mapped, child released; then contain.cpp runs in the
 // child and either execs the agent (the sync socket closes: EOF) or names the failed step.
+//
+// Durable sessions (LaunchSpec::durable) differ in three ways: the agent also gets a
+// listening socket (fd 8) and no death signal, so it outlives the server as a child of the
+// host's init; its cgroup sits in a group named after the state dir ("d<hash>"), which a later
+// server reuses and recover() sweeps only of sessions the store does not keep; and adopt()
+// takes such an agent over from its handle (pid + start time, cgroup, workspace mount).
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>

@@ -92,7 +92,8 @@ class Cgroup {
 // The level between "libsandbox" and the sessions that holds one Sandbox's ceiling, so
 // that two servers on a host (or two test runs) keep their own ceilings and one's cleanup
 // never touches the other's sessions. Named "<pid>.<...>" like sessions, so the stale-cgroup
-// sweep of a later server (namespaces backend recover()) removes it once its process is gone.
+// sweep of a later server (namespaces backend recover()) removes it once its process is gone;
+// durable sessions' groups (open_durable) are named after their state dir instead.
 class Group {
  public:
   // Makes the group's directories and writes its limits (memory also bounds swap at zero).
