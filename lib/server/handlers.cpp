@@ -57,7 +57,7 @@ std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
 }
 
-json limits_json(const Limits& l) {
+json limits_object(const Limits& l) {
   return {{"timeout", static_cast<double>(l.timeout.count()) / 1000},
           {"memory_bytes", l.memory_bytes},
           {"max_processes", l.max_processes},
@@ -90,7 +90,7 @@ json session_json(const Session& s) {
             {"placement", s.placement()},
             {"isolation", s.isolation()},
             {"created", created},
-            {"limits", limits_json(s.limits())}};
+            {"limits", limits_object(s.limits())}};
   if (auto ep = s.endpoint()) {
     if (!ep->pod.empty()) j["pod"] = ep->pod;
     if (!ep->message.empty()) j["message"] = ep->message;
