@@ -540,10 +540,11 @@ void SessionImpl::arm_backstop(Running& r, Clock::time_point deadline, bool star
     auto e = weak_ex.lock();
     auto ag = weak_agent.lock();
     if (!e || e->done() || !ag) return;
+    // Retired first: whoever sees the Timeout and runs again must get a new agent.
+    if (auto self = weak_self.lock()) self->retire(ag);
     e->fail(Status::timeout, Termination::timeout,
             started ? "the agent did not stop the execution at its timeout; the session's agent was replaced"
                     : "the agent did not answer: the execution had not started by its timeout; the session's agent was replaced");
-    if (auto self = weak_self.lock()) self->retire(ag);
     post_teardown(io, pool, std::move(ag));
   });
 }
