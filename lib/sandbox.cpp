@@ -331,9 +331,10 @@ isolation::LaunchSpec Sandbox::Impl::spec_for(const std::string& session_key, co
   spec.interpreters = options.interpreters;
   spec.limits = limits;
   spec.preload = options.preload;
+  // Where an agent of an earlier server listens, whether or not this one launches durable ones.
+  if (store) spec.control_socket = spec.session_dir / "control" / "agent.sock";
   if (durable) {
     spec.durable = true;
-    spec.control_socket = spec.session_dir / "control" / "agent.sock";
     using std::chrono::minutes;
     spec.orphan_timeout = options.orphan_timeout.count() > 0 ? std::chrono::milliseconds(options.orphan_timeout)
                           : options.idle_timeout.count() > 0 ? std::chrono::milliseconds(options.idle_timeout)

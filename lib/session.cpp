@@ -815,7 +815,14 @@ void SessionImpl::attach(const store::SessionRecord& rec, std::vector<Result> hi
       executions_.emplace(ex->id(), std::move(ex));
     }
   }
-  auto a = connect(ctx_.backend.adopt(spec_, rec.handle_json), true);
+  std::shared_ptr<Agent> a;
+  try {
+    a = connect(ctx_.backend.adopt(spec_, rec.handle_json), true);
+  } catch (...) {
+    // Not adopted: the Sandbox keeps it as lost. Nothing of it may go with this object.
+    status_ = SessionStatus::closed;
+    throw;
+  }
   {
     std::lock_guard lock(mutex_);
     agent_ = a;
