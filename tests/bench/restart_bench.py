@@ -52,6 +52,9 @@ def restart_once(n, args, d):
     second = Server(state, args.isolation, log, port=port, extra=extra).start(timeout=600)
     listening = time.monotonic() - t0
     api = second.api()
+    missing = set(ids) - set(api.sessions())
+    if missing:  # auto-create would make them anew: that is not a restart being measured
+        raise RuntimeError(f"the new server did not adopt {len(missing)} of {n} sessions")
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda s: served(api, s, args.language), ids))
     everyone = time.monotonic() - t0

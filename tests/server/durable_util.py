@@ -205,6 +205,23 @@ def alive(procs):
     return out
 
 
+def under(path):
+    """{pid: starttime} of the processes whose cwd, root or command line is under `path`:
+    the sessions' processes wherever they were reparented."""
+    path = os.path.realpath(path)
+    out = {}
+    for pid, (_, start) in proc_table().items():
+        where = [cmdline(pid)]
+        for link in ("cwd", "root"):
+            try:
+                where.append(os.readlink(f"/proc/{pid}/{link}"))
+            except OSError:
+                pass
+        if any(w == path or w.startswith(path + "/") or f" {path}/" in f" {w}" for w in where if w):
+            out[pid] = start
+    return out
+
+
 def mounts_under(path):
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
