@@ -263,7 +263,8 @@ def test_lost_session_answers_410_until_deleted(world):
                                ("POST", f"/{lost}/cancel", None),
                                ("GET", f"/{lost}/processes", None),
                                ("POST", f"/{lost}/process/kill/1", None),
-                               ("DELETE", f"/{lost}/files/delete/keep.txt", None)]:
+                               ("DELETE", f"/{lost}/files/delete/keep.txt", None),
+                               ("POST", "/sessions", {"id": lost})]:
         st, _, j = api.call(method, path, body)
         assert st == 410, (method, path, st, j)
         assert j["error"]["code"] == "session_lost", j
