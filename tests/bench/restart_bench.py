@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
-from durable_util import Server, base_dir  # noqa: E402
+from durable_util import Server, base_dir, sweep  # noqa: E402
 
 TRIVIAL = {"shell": "echo ok", "python": "print('ok')", "nodejs": "console.log('ok')"}
 
@@ -38,7 +38,7 @@ def served(api, sid, language, timeout=300):
 def restart_once(n, args, d):
     state = os.path.join(d, f"state-{n}")
     log = os.path.join(d, "serve.log")
-    extra = ["--max-sessions", str(n + 10)]
+    extra = ["--max-sessions", str(n + 10), "--orphan-timeout", "300"]
     first = Server(state, args.isolation, log, extra=extra).start()
     api = first.api()
     ids = [f"b{i:04d}" for i in range(n)]
@@ -69,7 +69,7 @@ def gap_once(args, d):
     """A shell prints a timestamp every 50 ms for 4 s; the server restarts in the middle."""
     state = os.path.join(d, "state-gap")
     log = os.path.join(d, "serve.log")
-    first = Server(state, args.isolation, log).start()
+    first = Server(state, args.isolation, log, extra=["--orphan-timeout", "300"]).start()
     api = first.api()
     api.create("gap", "shell")
     code = "for i in $(seq 1 80); do echo $i $(date +%s.%N); sleep 0.05; done"
@@ -139,6 +139,9 @@ def main():
                           "lines_lost": [g[2] for g in gaps],
                           "in_order": all(g[3] for g in gaps)}), flush=True)
     finally:
+        for name in os.listdir(d):  # what a failed run left running
+            if name.startswith("state-"):
+                sweep(os.path.join(d, name), args.isolation, os.path.join(d, "serve.log"))
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from durable_util import (Server, alive, base_dir, cgroups_of, descendants, mounts_under, settle,
-                          under)
+                          sweep, under)
 
 TOKENS = {"alice": "tok-alice-7f3a", "bob": "tok-bob-91c2"}
 COUNT = "for i in $(seq 1 30); do echo $i; sleep 0.2; done"
@@ -42,6 +42,8 @@ def world(request):
         log = os.path.join(d, "serve.log")
 
         def server(self, *extra, port=0, state=None):
+            # A failed test must not leave agents for long: they end without a server.
+            extra = ["--orphan-timeout", "120"] + list(extra)
             s = Server(state or self.state, iso, self.log, port=port, extra=extra, tokens=tokens)
             servers.append(s)
             return s
@@ -51,7 +53,7 @@ def world(request):
 
     w = World()
     if iso not in _available:
-        probe = w.server(state=os.path.join(d, "probe"))
+        probe = w.server("--close-sessions-on-exit", state=os.path.join(d, "probe"))
         try:
             probe.start()
             _available[iso] = ""
@@ -64,6 +66,7 @@ def world(request):
     yield w
     for s in servers:
         s.kill()
+    sweep(w.state, iso, w.log)
     if os.environ.get("DURABLE_KEEP"):
         print("kept", d)
     else:
