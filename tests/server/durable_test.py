@@ -66,7 +66,7 @@ def world(request):
     yield w
     for s in servers:
         s.kill()
-    sweep(w.state, iso, w.log)
+    sweep(w.state, iso, w.log, tokens, TOKENS.values())
     if os.environ.get("DURABLE_KEEP"):
         print("kept", d)
     else:

@@ -82,12 +82,21 @@ class Server:
         return Api(self.port, token)
 
 
-def sweep(state_dir, isolation, log):
-    """After a test, whatever it left: a server with --close-sessions-on-exit adopts and
-    closes every session on the state dir; what still runs there is killed."""
+def sweep(state_dir, isolation, log, tokens=None, token_values=(None,)):
+    """After a test, whatever it left: a server with --close-sessions-on-exit adopts every
+    session on the state dir, lost ones are deleted (they keep their workspace, mounts
+    included, until then), the rest closed at its exit; what still runs there is killed."""
     if os.path.isdir(state_dir):
         try:
-            s = Server(state_dir, isolation, log, extra=["--close-sessions-on-exit"]).start()
+            s = Server(state_dir, isolation, log, extra=["--close-sessions-on-exit"],
+                       tokens=tokens).start()
+            for t in token_values:
+                try:
+                    api = s.api(t)
+                    for sid in api.sessions():
+                        api.call("DELETE", f"/sessions/{sid}")
+                except (OSError, AssertionError):
+                    pass
             s.kill(signal.SIGTERM)
         except RuntimeError:
             pass
