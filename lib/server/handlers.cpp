@@ -228,6 +228,7 @@ asio::awaitable<void> sessions_create(Shared& sh, Exchange& x) {
   so.owner = x.owner;
   if (auto id = opt_string(body, "id")) {
     validate_session_id(*id);
+    if (auto old = sh.sandbox.find(*id, x.owner)) refuse_lost(*old);  // 410, not 409
     so.id = *id;
   }
   if (auto lang = opt_string(body, "language")) so.language = parse_language(*lang);

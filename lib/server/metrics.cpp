@@ -33,7 +33,7 @@ std::string Metrics::render(const Sandbox& sandbox) const {
        "sandbox_info{{isolation=\"{}\"}} 1\n",
        sandbox.isolation());
 
-  std::map<std::string, std::uint64_t> by_state = {{"Pending", 0}, {"Ready", 0}, {"Closed", 0}};
+  std::map<std::string, std::uint64_t> by_state = {{"Pending", 0}, {"Ready", 0}, {"Closed", 0}, {"Lost", 0}};
   for (auto& s : sandbox.sessions()) ++by_state[std::string(to_string(s->status()))];
   line("# HELP sandbox_sessions Sessions by state.\n# TYPE sandbox_sessions gauge\n");
   for (auto& [state, n] : by_state) line("sandbox_sessions{{state=\"{}\"}} {}\n", state, n);

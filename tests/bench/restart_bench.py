@@ -23,7 +23,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
-from durable_util import Server, base_dir  # noqa: E402
+from durable_util import Server, base_dir, sweep  # noqa: E402
+
+SERVERS = []  # every server started, killed at the end whatever happened
+
+
+def server(*a, **k):
+    s = Server(*a, **k)
+    SERVERS.append(s)
+    return s
+
 
 TRIVIAL = {"shell": "echo ok", "python": "print('ok')", "nodejs": "console.log('ok')"}
 
@@ -38,8 +47,8 @@ def served(api, sid, language, timeout=300):
 def restart_once(n, args, d):
     state = os.path.join(d, f"state-{n}")
     log = os.path.join(d, "serve.log")
-    extra = ["--max-sessions", str(n + 10)]
-    first = Server(state, args.isolation, log, extra=extra).start()
+    extra = ["--max-sessions", str(n + 10), "--orphan-timeout", "300"]
+    first = server(state, args.isolation, log, extra=extra).start()
     api = first.api()
     ids = [f"b{i:04d}" for i in range(n)]
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
@@ -49,9 +58,12 @@ def restart_once(n, args, d):
     first.kill(signal.SIGKILL if args.signal == "KILL" else signal.SIGTERM)
 
     t0 = time.monotonic()
-    second = Server(state, args.isolation, log, port=port, extra=extra).start(timeout=600)
+    second = server(state, args.isolation, log, port=port, extra=extra).start(timeout=600)
     listening = time.monotonic() - t0
     api = second.api()
+    missing = set(ids) - set(api.sessions())
+    if missing:  # auto-create would make them anew: that is not a restart being measured
+        raise RuntimeError(f"the new server did not adopt {len(missing)} of {n} sessions")
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda s: served(api, s, args.language), ids))
     everyone = time.monotonic() - t0
@@ -66,7 +78,7 @@ def gap_once(args, d):
     """A shell prints a timestamp every 50 ms for 4 s; the server restarts in the middle."""
     state = os.path.join(d, "state-gap")
     log = os.path.join(d, "serve.log")
-    first = Server(state, args.isolation, log).start()
+    first = server(state, args.isolation, log, extra=["--orphan-timeout", "300"]).start()
     api = first.api()
     api.create("gap", "shell")
     code = "for i in $(seq 1 80); do echo $i $(date +%s.%N); sleep 0.05; done"
@@ -89,7 +101,7 @@ def gap_once(args, d):
         time.sleep(0.02)
     port = first.port
     first.kill(signal.SIGKILL if args.signal == "KILL" else signal.SIGTERM)
-    second = Server(state, args.isolation, log, port=port).start(timeout=120)
+    second = server(state, args.isolation, log, port=port).start(timeout=120)
     api = second.api()
     while True:
         r = poll(api)
@@ -136,6 +148,11 @@ def main():
                           "lines_lost": [g[2] for g in gaps],
                           "in_order": all(g[3] for g in gaps)}), flush=True)
     finally:
+        for s in SERVERS:
+            s.kill()
+        for name in os.listdir(d):  # what a failed run left running
+            if name.startswith("state-"):
+                sweep(os.path.join(d, name), args.isolation, os.path.join(d, "serve.log"))
         shutil.rmtree(d, ignore_errors=True)
 
 

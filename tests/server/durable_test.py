@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-from durable_util import (Api, Server, alive, base_dir, cgroups_of, descendants, mounts_under,
-                          settle)
+from durable_util import (Server, alive, base_dir, cgroups_of, descendants, mounts_under, settle,
+                          sweep, under)
 
 TOKENS = {"alice": "tok-alice-7f3a", "bob": "tok-bob-91c2"}
 COUNT = "for i in $(seq 1 30); do echo $i; sleep 0.2; done"
@@ -42,6 +42,8 @@ def world(request):
         log = os.path.join(d, "serve.log")
 
         def server(self, *extra, port=0, state=None):
+            # A failed test must not leave agents for long: they end without a server.
+            extra = ["--orphan-timeout", "120"] + list(extra)
             s = Server(state or self.state, iso, self.log, port=port, extra=extra, tokens=tokens)
             servers.append(s)
             return s
@@ -51,7 +53,7 @@ def world(request):
 
     w = World()
     if iso not in _available:
-        probe = w.server(state=os.path.join(d, "probe"))
+        probe = w.server("--close-sessions-on-exit", state=os.path.join(d, "probe"))
         try:
             probe.start()
             _available[iso] = ""
@@ -64,6 +66,7 @@ def world(request):
     yield w
     for s in servers:
         s.kill()
+    sweep(w.state, iso, w.log, tokens, TOKENS.values())
     if os.environ.get("DURABLE_KEEP"):
         print("kept", d)
     else:
@@ -88,10 +91,25 @@ def wait_for_line(api, s, eid, n, timeout=30):
     raise AssertionError(f"line {n} never came: {r}")
 
 
-def no_leftovers(w, procs, ids):
-    """Once the sessions are deleted: none of their processes, mounts or cgroups remains."""
-    left = settle(lambda: alive(procs), timeout=20)
-    assert not left, f"processes of the deleted sessions still run: {left}"
+def session_procs(w, server):
+    """The processes of a server's sessions: its tree, and whatever runs in the state dir."""
+    procs = descendants(server.p.pid)
+    procs.update(under(w.state))
+    return procs
+
+
+def no_leftovers(w, procs, ids, live=()):
+    """Once the sessions are deleted: none of their processes, mounts or cgroups remains.
+    `live`: servers still running, whose own helpers (a template) are not the sessions'."""
+    def left():
+        own = {}
+        for s in live:
+            own.update(descendants(s.p.pid))
+        suspects = dict(procs)
+        suspects.update(under(w.state))
+        return alive({p: t for p, t in suspects.items() if p not in own})
+    still = settle(left, timeout=20)
+    assert not still, f"processes of the deleted sessions still run: {still}"
     assert not settle(lambda: mounts_under(w.state)), mounts_under(w.state)
     assert not settle(lambda: cgroups_of(ids)), cgroups_of(ids)
 
@@ -144,7 +162,7 @@ def test_restart_keeps_every_session(world, how):
         ts.start()
         assert started.wait(20), "the stream never sent stdout"
         time.sleep(0.3)  # the long-poll is parked by now
-    procs = descendants(first.p.pid)
+    procs = session_procs(w, first)
     assert procs, "the server has no child processes?"
     port = first.port
     first.kill(signal.SIGKILL if how == "SIGKILL" else signal.SIGTERM)
@@ -183,15 +201,12 @@ def test_restart_keeps_every_session(world, how):
     assert r.get("execution_id", eid) == eid, r
     assert lines(r["stdout"]) == list(range(1, 31)), r["stdout"]
 
-    procs.update(descendants(second.p.pid))
+    procs.update(session_procs(w, second))
     for api, s in [(alice, py), (alice, sh), (bob, node)]:
         assert api.call("DELETE", f"/sessions/{s}")[0] == 200
         assert api.call("GET", f"/sessions/{s}")[0] == 404
     assert alice.sessions() == {} and bob.sessions() == {}
-    # The new server's own helpers (a template) are not the sessions': only the old tree and
-    # what the sessions had under the new one must be gone.
-    second_own = descendants(second.p.pid)
-    no_leftovers(w, {p: t for p, t in procs.items() if p not in second_own}, [py, sh, node])
+    no_leftovers(w, procs, [py, sh, node], live=[second])
     second.kill(signal.SIGTERM)
     assert second.p.returncode == 0, second.stderr()
 
@@ -203,7 +218,7 @@ def test_second_server_on_the_state_dir_refuses(world):
     second = w.server()
     second.spawn()
     try:
-        rc = second.p.wait(60)
+        rc = second.p.wait(20)
     except Exception:
         second.kill()
         raise AssertionError("a second server on the same state dir kept running")
@@ -251,7 +266,8 @@ def test_lost_session_answers_410_until_deleted(world):
                                ("POST", f"/{lost}/cancel", None),
                                ("GET", f"/{lost}/processes", None),
                                ("POST", f"/{lost}/process/kill/1", None),
-                               ("DELETE", f"/{lost}/files/delete/keep.txt", None)]:
+                               ("DELETE", f"/{lost}/files/delete/keep.txt", None),
+                               ("POST", "/sessions", {"id": lost})]:
         st, _, j = api.call(method, path, body)
         assert st == 410, (method, path, st, j)
         assert j["error"]["code"] == "session_lost", j
@@ -268,11 +284,10 @@ def test_lost_session_answers_410_until_deleted(world):
     # Now the id is free: auto-create makes a new, empty session under it.
     r = api.run(lost, "python", "print('fresh')")
     assert r["status"] == "Finished" and r["stdout"].strip() == "fresh", r
-    procs = descendants(second.p.pid)
+    procs = session_procs(w, second)
     for s in (lost, kept):
         assert api.call("DELETE", f"/sessions/{s}")[0] == 200
-    own = descendants(second.p.pid)
-    no_leftovers(w, {p: t for p, t in procs.items() if p not in own}, [lost, kept])
+    no_leftovers(w, procs, [lost, kept], live=[second])
 
 
 def test_close_sessions_on_exit(world):
@@ -282,10 +297,10 @@ def test_close_sessions_on_exit(world):
     s = sid("gone")
     api.create(s)
     assert api.run(s, "python", "x = 41")["status"] == "Finished"
-    procs = descendants(first.p.pid)
+    procs = session_procs(w, first)
     first.kill(signal.SIGTERM)
     assert first.p.returncode == 0, first.stderr()
     assert not settle(lambda: alive(procs), timeout=20), alive(procs)
     second = w.start()
     assert second.api(TOKENS["alice"]).sessions() == {}
-    no_leftovers(w, procs, [s])
+    no_leftovers(w, procs, [s], live=[second])

@@ -82,6 +82,31 @@ class Server:
         return Api(self.port, token)
 
 
+def sweep(state_dir, isolation, log, tokens=None, token_values=(None,)):
+    """After a test, whatever it left: a server with --close-sessions-on-exit adopts every
+    session on the state dir, lost ones are deleted (they keep their workspace, mounts
+    included, until then), the rest closed at its exit; what still runs there is killed."""
+    if os.path.isdir(state_dir):
+        try:
+            s = Server(state_dir, isolation, log, extra=["--close-sessions-on-exit"],
+                       tokens=tokens).start()
+            for t in token_values:
+                try:
+                    api = s.api(t)
+                    for sid in api.sessions():
+                        api.call("DELETE", f"/sessions/{sid}")
+                except (OSError, AssertionError):
+                    pass
+            s.kill(signal.SIGTERM)
+        except RuntimeError:
+            pass
+    for pid in under(state_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class Api:
     def __init__(self, port, token=None):
         self.port, self.token = port, token
@@ -202,6 +227,23 @@ def alive(procs):
                 continue
             if state != "Z":
                 out[pid] = cmdline(pid)
+    return out
+
+
+def under(path):
+    """{pid: starttime} of the processes whose cwd, root or command line is under `path`:
+    the sessions' processes wherever they were reparented."""
+    path = os.path.realpath(path)
+    out = {}
+    for pid, (_, start) in proc_table().items():
+        where = [cmdline(pid)]
+        for link in ("cwd", "root"):
+            try:
+                where.append(os.readlink(f"/proc/{pid}/{link}"))
+            except OSError:
+                pass
+        if any(w == path or w.startswith(path + "/") or f" {path}/" in f" {w}" for w in where if w):
+            out[pid] = start
     return out
 
 

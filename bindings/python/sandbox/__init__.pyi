@@ -35,6 +35,7 @@ class UnavailableError(SandboxError): ...
 class FailedPreconditionError(SandboxError): ...
 class TimeoutError(SandboxError, builtins.TimeoutError): ...
 class InternalError(SandboxError): ...
+class SessionLostError(SandboxError): ...
 
 # ---- results ------------------------------------------------------------------------------
 
@@ -244,6 +245,9 @@ class Sandbox:
         gateway_name: str = "gateway",
         idle_timeout: float = 0.0,
         lifetime: float = 0.0,
+        close_sessions_on_exit: bool = False,
+        lost_retention: float = 86400.0,
+        orphan_timeout: float = 0.0,
         timeout: Optional[float] = None,
         memory: Optional[int] = None,
         max_processes: Optional[int] = None,
