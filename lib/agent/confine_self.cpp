@@ -31,7 +31,7 @@ namespace sandbox::agent {
 // by the file's ownership, and the agent's pipes would belong to its effective uid, the
 // code's. There the agent keeps all three of its own uids, with CAP_SETUID (a child's uid)
 // and CAP_KILL (signals to code) effective; both reach only this sandbox's tasks.
-void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
+void confine_self(std::optional<uid_t> code_uid, bool keep_uid, bool durable) {
   constexpr std::uint32_t kept_caps = 1u << CAP_SETUID | 1u << CAP_KILL;
   const pid_t parent = ::getppid();
   if (code_uid && keep_uid && ::getuid() == *code_uid) usage("--code-uid must differ from the agent's uid");
@@ -75,6 +75,8 @@ void confine_self(std::optional<uid_t> code_uid, bool keep_uid) {
     std::fprintf(stderr, "sandbox-agent: PR_SET_DUMPABLE: %s\n", std::strerror(errno));
     std::exit(3);
   }
+  // A durable agent outlives its server (a later one adopts it): no death signal for it.
+  if (durable) return;
   // The uid switch above cleared the parent-death signal the backend armed: arm it again,
   // then make sure the server did not die in between (pid 1 of a namespace sees 0 both times).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) {

@@ -9,6 +9,7 @@
 
 namespace sandbox::agent {
 
-void confine_self(std::optional<uid_t> code_uid, bool keep_uid);
+// `durable` (--listen-fd): the agent outlives its server, so no parent-death signal.
+void confine_self(std::optional<uid_t> code_uid, bool keep_uid, bool durable);
 
 }  // namespace sandbox::agent

@@ -14,7 +14,7 @@
 int main(int argc, char** argv) {
   using namespace sandbox::agent;
   Options opts = parse_args(argc, argv);
-  confine_self(opts.code_uid, opts.keep_uid);
+  confine_self(opts.code_uid, opts.keep_uid, opts.listen_fd >= 0);
   // Nothing the backend left open may leak into user code: fds 0-2 stay (the agent's own
   // diagnostics), everything else becomes close-on-exec.
   if (::fcntl(opts.control_fd, F_GETFD) < 0) usage("--control-fd is not open");

@@ -4,6 +4,7 @@
 // is replayed what it missed. Every frame the agent sends goes through the host's decode().
 #include <signal.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -116,8 +117,10 @@ class DurableAgent {
     argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::dup2(child.get(), 3);  // dup2 clears close-on-exec
-      ::dup2(listener.get(), 4);
+      // Out of the way first: either may already be fd 3 or 4 (dup2 clears close-on-exec).
+      const int c = ::fcntl(child.get(), F_DUPFD_CLOEXEC, 10), l = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, 10);
+      ::dup2(c, 3);
+      ::dup2(l, 4);
       ::execv(argv[0], argv.data());
       _exit(127);
     }
