@@ -364,7 +364,22 @@ SessionContext Sandbox::Impl::context() {
   return ctx;
 }
 
+namespace {
+// What make_session names a session's directory ("s<pid>-<n>"): a record naming anything else
+// (a corrupt or forged row) must not lead a delete or a mount outside the state dir.
+bool is_session_key(std::string_view key) {
+  auto dash = key.find('-');
+  if (key.size() < 4 || key[0] != 's' || dash == std::string_view::npos || dash < 2 || dash + 1 == key.size())
+    return false;
+  for (std::size_t i = 1; i < key.size(); ++i)
+    if (i != dash && (key[i] < '0' || key[i] > '9')) return false;
+  return true;
+}
+}  // namespace
+
 std::shared_ptr<Session> Sandbox::Impl::adopt_one(store::SessionRecord rec) {
+  if (!is_session_key(rec.session_key))
+    throw Error(errc::internal, "its record names no valid session directory (" + rec.session_key.substr(0, 40) + ")");
   Limits limits = options.limits;
   try {
     limits = parse_limits(rec.limits_json, Limits{});
@@ -500,12 +515,33 @@ Sandbox::Sandbox(Options options) : impl_(std::make_shared<Impl>()) {
   }
   im.beat();
   im.io_thread = std::thread([this] { impl_->io.run(); });
-  if (im.store) im.adopt_stored();  // agents answer on the I/O thread
-  bool any_lost = false;
-  for (const auto& [k, s] : im.sessions) any_lost = any_lost || (s && s->status() == SessionStatus::lost);
-  if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
-  if (im.options.idle_timeout.count() > 0 || im.options.lifetime.count() > 0 || any_lost)
-    im.reaper_thread = std::thread([&im] { im.reap(); });
+  try {
+    if (im.store) im.adopt_stored();  // agents answer on the I/O thread
+    bool any_lost = false;
+    for (const auto& [k, s] : im.sessions) any_lost = any_lost || (s && s->status() == SessionStatus::lost);
+    if (im.options.warm_pool > 0) im.pool_thread = std::thread([this] { impl_->fill_pool(); });
+    if (im.options.idle_timeout.count() > 0 || im.options.lifetime.count() > 0 || any_lost)
+      im.reaper_thread = std::thread([&im] { im.reap(); });
+  } catch (...) {
+    // No half-built Sandbox: what runs stops (a joinable thread would end the process), and
+    // adopted sessions are let go as they are, for the next try.
+    {
+      std::lock_guard lock(im.mutex);
+      im.stopping = true;
+    }
+    im.pool_cv.notify_all();
+    im.reaper_cv.notify_all();
+    if (im.pool_thread.joinable()) im.pool_thread.join();
+    if (im.reaper_thread.joinable()) im.reaper_thread.join();
+    for (auto& [k, s] : im.sessions)
+      if (auto local = std::dynamic_pointer_cast<SessionImpl>(s)) local->release();
+    im.sessions.clear();
+    im.teardown.join();
+    im.work.reset();
+    im.io.stop();
+    im.io_thread.join();
+    throw;
+  }
 }
 
 Sandbox::~Sandbox() {

@@ -48,6 +48,7 @@ struct SessionImpl::Agent {
   std::promise<void> synced;  // a resumed agent's replay ended
   std::promise<void> gone;  // set when the control socket closes
   bool lost = false;
+  bool replaying = false;  // between a resumed HELLO and SYNCED: RESUMEs are taken only then
   std::mutex instance_mutex;  // terminate() may race with close()'s teardown
 
   // Runs on the I/O thread too (backstop, lost agent): nothing may escape it there.
@@ -103,6 +104,14 @@ std::string fmt_execution_id(std::uint32_t wire) {
 
 std::int64_t wall_ms(std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Whether `id` is what fmt_execution_id(wire) makes: 12 hex digits, '-', the wire id.
+bool is_execution_id(std::string_view id, std::uint32_t wire) {
+  if (id.size() < 14 || id[12] != '-') return false;
+  for (char c : id.substr(0, 12))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return id.substr(13) == std::to_string(wire);
 }
 
 // The wire id an execution id ends in ("<hex>-<wire>"), 0 if none.
@@ -226,17 +235,38 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::connect(std::unique_ptr<isolati
         auto ag = weak_agent.lock();
         if (self && ag) self->on_agent_lost(ag, why);
       });
-  if (hello.wait_for(30s) != std::future_status::ready) {
-    a->terminate();
-    throw Error(errc::unavailable, "the session's agent did not start within 30 s");
-  }
-  hello.get();  // rethrows if the agent died before saying hello (or speaks another protocol)
-  if (resumed) {
-    if (synced.wait_for(30s) != std::future_status::ready) {
-      a->channel->close();
-      throw Error(errc::unavailable, "the session's agent did not replay its executions within 30 s");
+  // An adopted agent that fails here is not this object's to end: the session is reported
+  // lost and Backend::reap_lost() ends what is left, keeping its workspace; so the instance
+  // is released (its destruction kills and unmounts nothing) rather than terminated.
+  auto give_up = [&] {
+    {
+      std::lock_guard lock(mutex_);
+      a->lost = true;  // its channel's close is ours
     }
-    synced.get();  // rethrows if it died during the replay
+    if (resumed) {
+      std::lock_guard lock(a->instance_mutex);
+      if (a->instance) a->instance->release();
+    } else {
+      a->terminate();
+    }
+    a->channel->close();
+    a->destroy();
+  };
+  try {
+    // An adopted agent is running already: one that does not answer soon is hung, and every
+    // session waits for this one before the server listens.
+    if (hello.wait_for(resumed ? 10s : 30s) != std::future_status::ready)
+      throw Error(errc::unavailable, resumed ? "the session's agent did not answer within 10 s"
+                                             : "the session's agent did not start within 30 s");
+    hello.get();  // rethrows if the agent died before saying hello (or speaks another protocol)
+    if (resumed) {
+      if (synced.wait_for(30s) != std::future_status::ready)
+        throw Error(errc::unavailable, "the session's agent did not replay its executions within 30 s");
+      synced.get();  // rethrows if it died during the replay
+    }
+  } catch (...) {
+    give_up();
+    throw;
   }
   return a;
 }
@@ -250,7 +280,15 @@ std::shared_ptr<SessionImpl::Agent> SessionImpl::agent() {
   auto a = start_agent(Language::shell);
   std::shared_ptr<Agent> previous, current;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    if (status_ == SessionStatus::closed) {
+      // Closed while it started: nothing may outlive the close, nor be recorded again.
+      lock.unlock();
+      a->terminate();
+      a->channel->close();
+      a->destroy();
+      throw Error(errc::failed_precondition, "session " + id_ + " is closed");
+    }
     if (!agent_) agent_ = a;
     previous = std::move(previous_agent_);
     current = agent_;
@@ -278,12 +316,20 @@ void SessionImpl::on_frame(const std::shared_ptr<Agent>& a, agent::Decoded&& f) 
         a->channel->close();
         return;
       }
+      {
+        std::lock_guard lock(mutex_);
+        a->replaying = h->resumed;
+      }
       a->hello.set_value();
     } catch (const std::future_error&) {
     }
     return;
   }
   if (std::holds_alternative<Synced>(f.message)) {
+    {
+      std::lock_guard lock(mutex_);
+      a->replaying = false;
+    }
     try {
       a->synced.set_value();
     } catch (const std::future_error&) {
@@ -361,10 +407,12 @@ void SessionImpl::on_resume(const std::shared_ptr<Agent>& a, std::uint32_t wire,
   bool stored = false;
   {
     std::lock_guard lock(mutex_);
+    // Only in a replay, only ids this host's kind makes ("<12 hex>-<wire>"), and no more
+    // than any host sends: anything else is a hostile agent's, and ignored.
+    if (!a->replaying || wire == 0 || wire >= (1u << 31) || !is_execution_id(r.exec_id, wire)) return;
     auto known = executions_.find(r.exec_id);
     stored = known != executions_.end() && known->second->done();
-    if (!stored && (known != executions_.end() || running_.count(wire) || wire == 0 || running_.size() >= 4096))
-      return;  // a duplicate, or more than any host sends: ignored
+    if (!stored && (known != executions_.end() || running_.count(wire) || running_.size() >= 4096)) return;
     if (!stored) {
       ExecRequest req;
       req.language = r.lang;
@@ -372,11 +420,21 @@ void SessionImpl::on_resume(const std::shared_ptr<Agent>& a, std::uint32_t wire,
       Running entry;
       entry.exec = ex;
       entry.agent = a;
-      entry.timeout = limits_.timeout;
-      running_.emplace(wire, std::move(entry));
+      entry.timeout = r.timeout_ms > 0 ? std::chrono::milliseconds(r.timeout_ms) : limits_.timeout;
+      entry.queued = r.lang != Language::shell && !r.fresh;
+      entry.started = r.started;
+      auto& placed = running_.emplace(wire, std::move(entry)).first->second;
+      // The host's backstop again: what is left of its timeout, or its place in the queue.
+      if (r.started) {
+        const auto left = std::max(placed.timeout - std::chrono::milliseconds(r.elapsed_ms), std::chrono::milliseconds(0));
+        arm_backstop(placed, Clock::now() + left + backstop_grace, true);
+      } else if (!placed.queued) {
+        arm_backstop(placed, Clock::now() + placed.timeout + backstop_grace, false);
+      }
       executions_.emplace(ex->id(), ex);
       if (!latest_ || latest_->wire_id() < wire) latest_ = ex;
       next_wire_id_ = std::max(next_wire_id_, wire + 1);
+      if (placed.queued) schedule_queued(r.lang);
     }
   }
   if (stored) {

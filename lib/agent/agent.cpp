@@ -231,10 +231,13 @@ void Agent::replay() {
   const auto now = Clock::now();
   for (const auto& [id, h] : held_.entries()) {
     auto elapsed = h.started ? std::chrono::duration_cast<std::chrono::milliseconds>(now - h.start).count() : 0;
-    control_.send(Type::resume, id,
-                  json{{"exec_id", h.exec_id}, {"lang", to_string(h.lang)}, {"started", h.started},
-                       {"elapsed_ms", elapsed}}
-                      .dump(-1, ' ', false, json::error_handler_t::replace));
+    json resume{{"exec_id", h.exec_id}, {"lang", to_string(h.lang)}, {"started", h.started}, {"elapsed_ms", elapsed}};
+    // Still running: what the host's backstop and queue need (an ended one needs neither).
+    if (auto e = execs_.find(id); e != execs_.end()) {
+      resume["timeout_ms"] = e->second->timeout_ms;
+      resume["fresh"] = e->second->fresh;
+    }
+    control_.send(Type::resume, id, resume.dump(-1, ' ', false, json::error_handler_t::replace));
     for (const auto& c : h.output) control_.send(Type::output, id, c.bytes, static_cast<std::uint8_t>(c.stream));
     if (h.done) control_.send(Type::done, id, *h.done);
   }

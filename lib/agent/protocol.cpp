@@ -1,5 +1,6 @@
 #include "agent/protocol.hpp"
 
+#include <algorithm>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -173,6 +174,8 @@ Decoded decode(Frame&& f) {
       }
       r.started = bool_or(j, "started", false);
       r.elapsed_ms = opt_count(j, "elapsed_ms").value_or(0);
+      r.timeout_ms = std::min<std::uint64_t>(opt_count(j, "timeout_ms").value_or(0), 24ull * 3600 * 1000);
+      r.fresh = bool_or(j, "fresh", false);
       d.message = std::move(r);
       break;
     }

@@ -14,7 +14,8 @@
 //   SHUTDOWN 0 {}                               REPLY id <json>
 //   KERNEL 0 {lang} + 4 fds (SCM_RIGHTS)        NEED_KERNEL 0 {lang}
 //     (or {error} without fds)                    (its forked kernel died: another, please)
-//   ACK id {}  (the host stored DONE id)       RESUME id {exec_id, lang, started, elapsed_ms}
+//   ACK id {}  (the host stored DONE id)       RESUME id {exec_id, lang, started, elapsed_ms,
+//                                                         timeout_ms, fresh}
 //                                               SYNCED 0 {}                     (replay ended)
 // Durable agents (--listen-fd) outlive their host: on EOF they keep running, keep what they
 // would have sent, and accept the next host on the listening socket. Each host connection
@@ -107,6 +108,8 @@ struct Resume {
   Language lang = Language::shell;
   bool started = false;
   std::uint64_t elapsed_ms = 0;  // since it started
+  std::uint64_t timeout_ms = 0;  // its RUN's, while it runs (0: ended, or not said)
+  bool fresh = false;            // its own kernel: not queued behind others of its language
 };
 struct Synced {};
 struct Started {};

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -178,6 +180,49 @@ TEST_P(DurabilityTest, ASessionWhoseAgentDiedIsReportedLostNotRecreated) {
   }
   Sandbox sb(options());
   EXPECT_FALSE(sb.find("doomed"));
+}
+
+// This process's child named sandbox-agent (a released agent stays the child of who launched it).
+pid_t child_agent() {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string line;
+    std::getline(in, line);
+    auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (line.substr(open + 1, close - open - 1) == "sandbox-agent" && ppid == ::getpid()) return std::stoi(name);
+  }
+  return 0;
+}
+
+// An agent that is alive but does not answer (stopped) is not adopted: the session is lost,
+// and its workspace (a tmpfs under namespaces) is kept, not torn down with the attempt.
+TEST_P(DurabilityTest, AHungAgentIsLostWithItsWorkspaceKept) {
+  {
+    Sandbox sb(options());
+    auto s = sb.create_session({.id = "hung"});
+    s->files().upload("notes.txt", "kept\n");
+  }
+  const pid_t agent = child_agent();
+  ASSERT_GT(agent, 1) << "the released agent is not this process's child";
+  ASSERT_EQ(::kill(agent, SIGSTOP), 0);
+  {
+    Sandbox sb(options());  // waits for the hung agent's HELLO, a bounded time
+    auto s = sb.find("hung");
+    ::kill(agent, SIGCONT);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->status(), SessionStatus::lost);
+    EXPECT_EQ(s->files().download("notes.txt"), "kept\n");
+    sb.close_session("hung");
+  }
+  for (int i = 0; i < 100 && ::waitpid(agent, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_NE(::kill(agent, 0), 0) << "the hung agent was ended with its lost session";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DurabilityTest, ::testing::Values("rlimit", "namespaces"),
