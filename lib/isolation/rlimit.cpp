@@ -237,13 +237,7 @@ class RlimitBackend final : public Backend {
       return;  // nothing we could have started
     }
     // An agent that lives but could not be adopted (its socket refused, it hung) ends here.
-    try {
-      auto pidfd = sys::open_pidfd(h.pid, h.start_ticks);
-      sys::kill_pidfd(pidfd.get(), h.pid);
-      sys::wait_pidfd(pidfd.get(), std::chrono::seconds(5));
-    } catch (const Error&) {
-      // Gone already (or its pid is another process's now): nothing to end.
-    }
+    sys::end_process(h.pid, h.start_ticks, std::chrono::seconds(5));
   }
 };
 

@@ -93,4 +93,14 @@ bool wait_pidfd(int pidfd, std::chrono::milliseconds timeout) noexcept {
   }
 }
 
+void end_process(pid_t pid, std::uint64_t ticks, std::chrono::milliseconds timeout) noexcept {
+  try {
+    auto pidfd = open_pidfd(pid, ticks);
+    kill_pidfd(pidfd.get(), pid);
+    wait_pidfd(pidfd.get(), timeout);
+  } catch (const std::exception&) {
+    // Gone already, or its pid is another process's now: nothing to end.
+  }
+}
+
 }  // namespace sandbox::sys

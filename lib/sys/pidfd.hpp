@@ -32,5 +32,8 @@ void kill_pidfd(int pidfd, pid_t pid) noexcept;
 // Whether the process has exited (its pidfd is readable), waiting up to `timeout`. A child
 // of ours is reaped too; any other's exit status goes to its parent.
 bool wait_pidfd(int pidfd, std::chrono::milliseconds timeout) noexcept;
+// Kills the process `pid` names if it is still the one that started at `ticks` (and its
+// group), and waits up to `timeout` for it to go; nothing if it is gone or the pid reused.
+void end_process(pid_t pid, std::uint64_t ticks, std::chrono::milliseconds timeout) noexcept;
 
 }  // namespace sandbox::sys

@@ -467,13 +467,7 @@ class NamespacesBackend final : public Backend {
       return;  // nothing we could have started
     }
     // An agent that lives but could not be adopted (its socket refused, it hung) ends here.
-    try {
-      auto pidfd = sys::open_pidfd(h.pid, h.start_ticks);
-      sys::kill_pidfd(pidfd.get(), h.pid);
-      sys::wait_pidfd(pidfd.get(), std::chrono::seconds(5));
-    } catch (const Error&) {
-      // Gone already (or its pid is another process's now).
-    }
+    sys::end_process(h.pid, h.start_ticks, std::chrono::seconds(5));
     // Its cgroups, wherever the handle says they are, but only inside our hierarchy.
     std::vector<fs::path> dirs = h.cgroups;
     if (!h.group.empty() && !h.cgroup.empty() && h.cgroup.find('/') == std::string::npos)
