@@ -448,7 +448,16 @@ void SessionImpl::on_resume(const std::shared_ptr<Agent>& a, std::uint32_t wire,
 }
 
 void SessionImpl::persist(const ExecutionImpl& ex, const std::shared_ptr<Agent>& a) {
-  store::ExecutionRecord rec{owner_, id_, ex.id(), ex.wire_id(), to_json(ex.snapshot({})), wall_ms()};
+  // What a restart serves of each stream: a bound, so that storing a large result costs a
+  // few MiB at most, here on the I/O thread and in the store.
+  constexpr std::uint64_t kept = 1u << 20;
+  Result r = ex.snapshot({0, kept});
+  if (r.stdout_total > kept || r.stderr_total > kept) {
+    r.truncated = true;
+    const std::string cut = "output past 1 MiB per stream is not kept across a server restart";
+    r.note = r.note ? *r.note + "; " + cut : cut;
+  }
+  store::ExecutionRecord rec{owner_, id_, ex.id(), ex.wire_id(), to_json(r), wall_ms()};
   std::weak_ptr<agent::Channel> channel = a->channel;
   const std::uint32_t wire = ex.wire_id();
   try {

@@ -32,7 +32,7 @@ namespace {
 // The schema this code writes (PRAGMA user_version). A newer one is refused, not guessed at.
 constexpr int kSchemaVersion = 1;
 // Executions kept per session: the newest results, enough for a client that resumes.
-constexpr int kExecutionsPerSession = 256;
+constexpr int kExecutionsPerSession = 64;  // as many as a session keeps in memory
 
 constexpr std::string_view kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS sessions (

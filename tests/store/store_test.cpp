@@ -252,8 +252,8 @@ TEST_F(StoreTest, ExecutionsAreTheNewestOldestFirstAndBounded) {
     EXPECT_EQ(last[i].id, fmt::format("e{}", 291 + i));
   }
   auto all = st->executions("o", "s", 100000);
-  ASSERT_EQ(all.size(), 256u) << "the oldest beyond 256 are deleted";
-  EXPECT_EQ(all.front().wire, 300u - 255u);
+  ASSERT_EQ(all.size(), 64u) << "the oldest beyond 64 are deleted";
+  EXPECT_EQ(all.front().wire, 300u - 63u);
   EXPECT_EQ(all.back().wire, 300u);
   EXPECT_EQ(st->executions("o", "other", 100).size(), 5u) << "another session keeps its own";
   EXPECT_TRUE(st->executions("o", "nobody", 100).empty());
@@ -400,14 +400,14 @@ TEST_F(StoreTest, SurvivesAWriterSigkilledMidWrite) {
   std::set<std::string> ids;
   for (auto& r : st->sessions()) ids.insert(r.id);
   for (auto i : sessions) EXPECT_TRUE(ids.contains(fmt::format("s{}", i))) << "session s" << i << " was committed";
-  // Of the executions, the newest 256 committed are kept (some committed ones may not have
+  // Of the executions, the newest 64 committed are kept (some committed ones may not have
   // been reported yet): at least up to the newest reported one, and no gap.
   auto kept = st->executions("o", "s0", 1000);
   if (!execs.empty()) {
     auto newest = *execs.rbegin();
     ASSERT_FALSE(kept.empty());
     EXPECT_GE(kept.back().wire, newest);
-    EXPECT_EQ(kept.size(), std::min<std::size_t>(256, kept.back().wire));
+    EXPECT_EQ(kept.size(), std::min<std::size_t>(64, kept.back().wire));
     for (std::size_t i = 1; i < kept.size(); ++i) EXPECT_EQ(kept[i].wire, kept[i - 1].wire + 1);
   }
   // It goes on working.
