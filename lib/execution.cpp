@@ -1,5 +1,7 @@
 #include "execution_impl.hpp"
 
+#include <thread>
+
 #include "session_impl.hpp"
 #include "sys/base64.hpp"
 
@@ -149,8 +151,16 @@ std::uint64_t ExecutionImpl::add_subscriber(std::function<void()> fn) {
 }
 
 void ExecutionImpl::remove_subscriber(std::uint64_t token) noexcept {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   subscribers_.erase(token);
+  // No callback outlives its Subscription: wait for one running now on another thread (on
+  // this one it is the callback dropping its own subscription, which must not wait).
+  const auto me = std::this_thread::get_id();
+  calls_done_.wait(lock, [&] {
+    for (const auto& [t, who] : calling_)
+      if (t == token && who != me) return false;
+    return true;
+  });
 }
 
 void ExecutionImpl::cancel() {
@@ -160,13 +170,30 @@ void ExecutionImpl::cancel() {
 
 void ExecutionImpl::publish(std::unique_lock<std::mutex>& lock) {
   // Subscribers run without the lock so that they may call snapshot().
-  std::vector<std::function<void()>> fns;
-  fns.reserve(subscribers_.size());
-  for (auto& [token, fn] : subscribers_) fns.push_back(fn);
-  if (done_) subscribers_.clear();
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> fns(subscribers_.begin(), subscribers_.end());
+  const bool last = done_;  // the end is everyone's last call: each is dropped after it
   lock.unlock();
   changed_.notify_all();
-  for (auto& fn : fns) fn();
+  const auto me = std::this_thread::get_id();
+  for (auto& [token, fn] : fns) {
+    lock.lock();
+    if (!subscribers_.count(token)) {  // unsubscribed meanwhile: not called
+      lock.unlock();
+      continue;
+    }
+    if (last) subscribers_.erase(token);
+    auto mark = calling_.emplace(token, me);  // running until it returns (remove_subscriber waits)
+    lock.unlock();
+    try {
+      fn();
+    } catch (...) {
+      // A subscriber's failure is its own; the others are still told.
+    }
+    lock.lock();
+    calling_.erase(mark);
+    lock.unlock();
+    calls_done_.notify_all();
+  }
 }
 
 void ExecutionImpl::on_started() {

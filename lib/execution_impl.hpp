@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "agent/protocol.hpp"
 #include "sandbox/execution.hpp"
@@ -71,6 +72,9 @@ class ExecutionImpl final : public Execution {
   std::shared_ptr<void> hold_;
   std::chrono::steady_clock::time_point submitted_, started_;
   std::map<std::uint64_t, std::function<void()>> subscribers_;
+  // Callbacks running now, by token and thread, and their end: what remove_subscriber waits for.
+  std::multimap<std::uint64_t, std::thread::id> calling_;
+  std::condition_variable calls_done_;
   std::uint64_t next_token_ = 1;
 };
 
