@@ -97,7 +97,10 @@ class Conn {
 class DurableAgent {
  public:
   explicit DurableAgent(std::vector<std::string> extra = {}, bool durable = true) {
-    dir_ = fs::temp_directory_path() / ("durable-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    // A fresh dir every time: a dead run's socket under a reused pid would refuse the bind.
+    std::string tmpl = (fs::temp_directory_path() / "durable-test-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
+    dir_ = tmpl;
     fs::create_directories(dir_ / "ws");
     sock_ = (dir_ / "agent.sock").string();
     UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -176,7 +179,6 @@ class DurableAgent {
     std::copy(sock_.begin(), sock_.end(), a.sun_path);
     return a;
   }
-  static inline int counter_ = 0;
   fs::path dir_;
   std::string sock_;
   std::optional<Conn> host_;
